@@ -1,0 +1,65 @@
+# Set-up is idempotent: `make install` builds .venv from requirements.lock once and again
+# only when the lock or pyproject.toml changes. `make serve` and `make test` call it.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+ARTIFACTS ?= artifacts
+FRAUD := $(VENV)/bin/fraud --artifacts $(ARTIFACTS)
+
+.PHONY: install test lint typecheck pytest serve demo-model data train evaluate lock clean
+
+install: $(STAMP)
+
+$(STAMP): requirements.lock pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.lock
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+lint: install
+	$(VENV)/bin/ruff check .
+
+typecheck: install
+	$(VENV)/bin/mypy
+
+pytest: install
+	$(VENV)/bin/pytest -q
+
+test: lint typecheck pytest
+
+# the demo model: simulated data, then training, each only when missing
+$(ARTIFACTS)/data/transactions.parquet: | $(STAMP)
+	$(FRAUD) data
+
+$(ARTIFACTS)/model/model.json: | $(ARTIFACTS)/data/transactions.parquet
+	$(FRAUD) train
+
+demo-model: $(ARTIFACTS)/model/model.json
+
+data: install
+	$(FRAUD) data
+
+train: install
+	$(FRAUD) train
+
+evaluate: install demo-model
+	$(FRAUD) evaluate
+
+serve: demo-model
+	$(FRAUD) serve
+
+# rebuild requirements.lock from pyproject.toml in a scratch venv
+lock:
+	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/pip install --quiet --upgrade pip setuptools
+	.venv-lock/bin/pip install --quiet -e '.[dev]'
+	{ echo '# exact versions installed by make install, CI and the container images; regenerate with'; \
+	  echo '# make lock (pip freeze of a venv built from pyproject.toml)'; \
+	  .venv-lock/bin/pip freeze --all --exclude-editable | grep -v -E '^(pip|-e )' \
+	  | sed 's/^torch==\(.*\)+cpu/torch==\1/' | sort -f; } > requirements.lock
+	rm -rf .venv-lock
+
+clean:
+	rm -rf $(ARTIFACTS)

@@ -1,0 +1,1 @@
+"""The ``fraud`` command line: one subcommand per stage."""

@@ -1,0 +1,215 @@
+"""``fraud``: one subcommand per stage.
+
+Settings come from flags, with one environment variable read here and nowhere else:
+``FRAUD_ARTIFACTS`` (default ``./artifacts``), the git-ignored directory where ``data``,
+``train`` and ``evaluate`` meet when run with no arguments. Errors this project raises on
+purpose print one line naming the problem and exit 1; anything else is a bug and keeps its
+traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from core.errors import FraudError
+
+NOT_BUILT = ("export", "optimize", "serve", "bench", "loadtest", "deploy", "monitor")
+
+
+def _paths(artifacts: Path) -> dict[str, Path]:
+    return {
+        "data": artifacts / "data" / "transactions.parquet",
+        "model": artifacts / "model",
+        "checkpoints": artifacts / "checkpoints",
+        "evaluation": artifacts / "evaluation",
+    }
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    if args.ulb is not None:
+        from model.ulb import read_ulb
+
+        features, labels = read_ulb(args.ulb)
+        print(
+            json.dumps(
+                {
+                    "n_transactions": len(labels),
+                    "n_frauds": int(labels.sum()),
+                    "fraud_rate": round(float(labels.mean()), 6) if len(labels) else 0.0,
+                    "n_features": features.shape[1],
+                }
+            )
+        )
+        return 0
+    from model.simulator import SimulatorConfig, simulate, summarize
+
+    cfg = SimulatorConfig(
+        n_customers=args.customers,
+        n_terminals=args.terminals,
+        n_days=args.days,
+        start_date=args.start_date,
+        radius=args.radius,
+        seed=args.seed,
+    )
+    started = time.perf_counter()
+    df = simulate(cfg)
+    out = args.out or _paths(args.artifacts)["data"]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    df.to_parquet(tmp, index=False)
+    os.replace(tmp, out)
+    report = summarize(df)
+    report["seconds"] = round(time.perf_counter() - started, 2)
+    report["path"] = str(out)
+    print(json.dumps(report))
+    return 0
+
+
+def _hyperparameters(pairs: Sequence[str]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            from model.errors import HyperparameterError
+
+            raise HyperparameterError(f"--set expects key=value, got {pair!r}")
+        out[key.strip()] = value
+    return out
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from model.dataset import read_transactions
+    from model.hyperparameters import Hyperparameters
+    from model.train import train_model
+
+    paths = _paths(args.artifacts)
+    hp = Hyperparameters.from_strings(_hyperparameters(args.set))
+    df = read_transactions(args.data or paths["data"])
+    out = args.out or paths["model"]
+    description = train_model(
+        df, hp, out, args.checkpoints or paths["checkpoints"], progress=not args.quiet
+    )
+    print(
+        json.dumps(
+            {
+                "model_dir": str(out),
+                "epochs": description["epochs"],
+                "validation_metrics": description["validation_metrics"],
+            }
+        )
+    )
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from model.dataset import read_transactions
+    from model.evaluate import evaluate, format_table, plot_pr_curves
+
+    paths = _paths(args.artifacts)
+    df = read_transactions(args.data or paths["data"])
+    seeds = tuple(range(args.seeds))
+    result, curves = evaluate(
+        df,
+        args.model or paths["model"],
+        n_folds=args.folds,
+        seeds=seeds,
+        prequential=args.folds > 0,
+        progress=not args.quiet,
+    )
+    out_dir = args.out or paths["evaluation"]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "evaluation.json").write_text(json.dumps(result, indent=2) + "\n")
+    plot_pr_curves(curves, out_dir / "precision_recall.png")
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(format_table(result))
+        print(f"written: {out_dir / 'evaluation.json'}, {out_dir / 'precision_recall.png'}")
+    return 0
+
+
+def cmd_not_built(args: argparse.Namespace) -> int:
+    print(f"fraud {args.command}: not built yet (see the open issues)", file=sys.stderr)
+    return 2
+
+
+def build_parser(artifacts: Path) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fraud", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--artifacts",
+        type=Path,
+        default=artifacts,
+        help=f"artefacts directory (default {artifacts})",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("data", help="simulate transactions (or check a ULB creditcard.csv)")
+    p.add_argument("--customers", type=int, default=5_000)
+    p.add_argument("--terminals", type=int, default=10_000)
+    p.add_argument("--days", type=int, default=183)
+    p.add_argument("--start-date", type=dt.date.fromisoformat, default=dt.date(2018, 4, 1))
+    p.add_argument("--radius", type=float, default=5.0)
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=8,
+        help="default 8: see README for the spread of totals over seeds",
+    )
+    p.add_argument("--out", type=Path, help="Parquet file to write")
+    p.add_argument("--ulb", type=Path, help="load and check a ULB creditcard.csv instead")
+    p.set_defaults(func=cmd_data)
+
+    p = sub.add_parser("train", help="train and calibrate the PyTorch model")
+    p.add_argument("--data", type=Path, help="transactions (.parquet/.csv or a directory)")
+    p.add_argument("--out", type=Path, help="model directory to write")
+    p.add_argument("--checkpoints", type=Path, help="checkpoint directory (resumes from it)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="hyperparameter override, e.g. --set n_members=5",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="test-week metrics beside XGBoost")
+    p.add_argument("--data", type=Path)
+    p.add_argument("--model", type=Path, help="trained model directory")
+    p.add_argument("--out", type=Path, help="directory for evaluation.json and the PR plot")
+    p.add_argument("--folds", type=int, default=4, help="prequential folds (0: single split)")
+    p.add_argument("--seeds", type=int, default=3, help="seeds per prequential fold")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_evaluate)
+
+    for name in NOT_BUILT:
+        p = sub.add_parser(name, help="not built yet")
+        p.set_defaults(func=cmd_not_built)
+    return parser
+
+
+def run(argv: Sequence[str] | None, artifacts: Path) -> int:
+    args = build_parser(artifacts).parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except FraudError as exc:
+        print(f"fraud {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    artifacts = Path(os.environ.get("FRAUD_ARTIFACTS", "artifacts"))
+    return run(argv, artifacts)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Shared by the model and serving stages: the feature definitions (offline and online)."""

@@ -1,0 +1,1 @@
+"""CloudFormation and boto3 deployment (its own issue)."""

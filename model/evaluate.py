@@ -1,0 +1,157 @@
+"""``fraud evaluate``: our model beside XGBoost on the test protocol of DESIGN 2.3.
+
+Single split: the trained model directory scores the test week once; XGBoost (committed
+tuned config) is trained on the same training week in the same run. Prequential: for each
+of ``n_folds`` folds stepping back 7 days and each seed, both models are retrained with the
+settings chosen on validation (our epochs come from the model directory) and scored on the
+fold's test week; we report mean and standard deviation, and the paired difference
+ours - XGBoost (the claim "beats" needs mean difference > its standard deviation).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from model import model_dir, xgboost_baseline
+from model.dataset import fold_starts, make_split, with_features
+from model.hyperparameters import Hyperparameters
+from model.metrics import score_report
+from model.trainer import fit, predict_logits
+
+OURS, XGB = "fraudnet", "xgboost"
+METRICS = ("auc_roc", "average_precision", "card_precision_at_100")
+
+
+@dataclasses.dataclass
+class Curves:
+    """Test-week labels and scores per model, for the precision-recall plot."""
+
+    labels: np.ndarray
+    scores: dict[str, np.ndarray]
+
+
+def _summary(runs: list[dict[str, float]]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for m in METRICS:
+        values = np.array([r[m] for r in runs])
+        out[m] = float(values.mean())
+        out[f"{m}_std"] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+    return out
+
+
+def evaluate(
+    df: pd.DataFrame,
+    trained_dir: Path,
+    n_folds: int = 4,
+    seeds: tuple[int, ...] = (0, 1, 2),
+    prequential: bool = True,
+    progress: bool = True,
+) -> tuple[dict[str, object], Curves]:
+    model, description = model_dir.load(trained_dir)
+    hp = Hyperparameters.from_strings(dict(description["hyperparameters"]))  # type: ignore[call-overload]
+    epochs = int(description["epochs"])  # type: ignore[call-overload]
+    xgb_params = xgboost_baseline.load_config()
+    df, x_all = with_features(df)
+    x_all = x_all.astype(np.float32)
+    y_all = df["is_fraud"].to_numpy().astype(np.int64)
+    days = (df["tx_datetime"].astype("datetime64[s]").astype("int64") // 86_400).to_numpy()
+    cards = df["customer_id"].to_numpy()
+
+    def report(split_test: np.ndarray, scores: np.ndarray) -> dict[str, float]:
+        return score_report(days[split_test], cards[split_test], y_all[split_test], scores)
+
+    split = make_split(df, hp.train_start)
+    ours = predict_logits(model, x_all[split.test])
+    booster = xgboost_baseline.fit_xgboost(x_all[split.train], y_all[split.train], xgb_params)
+    theirs = xgboost_baseline.score(booster, x_all[split.test])
+    result: dict[str, object] = {
+        "protocol": {
+            "train_start": hp.train_start.isoformat(),
+            "train_days": 7,
+            "delay_days": 7,
+            "test_days": 7,
+            "test_rows": len(split.test),
+            "test_frauds": int(y_all[split.test].sum()),
+        },
+        "models": {OURS: report(split.test, ours), XGB: report(split.test, theirs)},
+    }
+    curves = Curves(labels=y_all[split.test], scores={OURS: ours, XGB: theirs})
+    if not prequential:
+        return result, curves
+
+    runs: dict[str, list[dict[str, float]]] = {OURS: [], XGB: []}
+    for start in fold_starts(hp.train_start, n_folds):
+        fold = make_split(df, start)
+        for seed in seeds:
+            fold_hp = dataclasses.replace(hp, seed=seed, train_start=start)
+            net = fit(
+                fold_hp,
+                x_all[fold.train],
+                y_all[fold.train],
+                epochs=epochs,
+                label=f"fold {start} seed {seed}",
+                progress=progress,
+            ).model
+            runs[OURS].append(report(fold.test, predict_logits(net, x_all[fold.test])))
+            booster = xgboost_baseline.fit_xgboost(
+                x_all[fold.train], y_all[fold.train], xgb_params, seed=seed
+            )
+            runs[XGB].append(report(fold.test, xgboost_baseline.score(booster, x_all[fold.test])))
+    diffs = [{m: a[m] - b[m] for m in METRICS} for a, b in zip(runs[OURS], runs[XGB], strict=True)]
+    result["prequential"] = {
+        "folds": [s.isoformat() for s in fold_starts(hp.train_start, n_folds)],
+        "seeds": list(seeds),
+        "models": {name: _summary(r) for name, r in runs.items()},
+        "difference": _summary(diffs),
+        "beats": {m: bool(_summary(diffs)[m] > _summary(diffs)[f"{m}_std"]) for m in METRICS},
+    }
+    return result, curves
+
+
+def format_table(result: dict[str, object]) -> str:
+    lines = [f"{'model':<12}{'AUC-ROC':>10}{'AP':>10}{'CP@100':>10}", "single split (test week)"]
+    for name, m in result["models"].items():  # type: ignore[attr-defined]
+        lines.append(f"{name:<12}" + "".join(f"{m[k]:>10.4f}" for k in METRICS))
+    pq: Any = result.get("prequential")
+    if pq:
+        n_folds, n_seeds = len(pq["folds"]), len(pq["seeds"])
+        lines.append(f"prequential: {n_folds} folds x {n_seeds} seeds, mean ± std")
+        for name, m in [*pq["models"].items(), ("ours - xgb", pq["difference"])]:
+            lines.append(
+                f"{name:<12}"
+                + "".join(
+                    f"{m[k]:>+8.4f}±{m[k + '_std']:.4f}"
+                    if name == "ours - xgb"
+                    else f"{m[k]:>7.4f}±{m[k + '_std']:.3f}"
+                    for k in METRICS
+                )
+            )
+    return "\n".join(lines)
+
+
+def plot_pr_curves(curves: Curves, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import average_precision_score, precision_recall_curve
+
+    fig, ax = plt.subplots(figsize=(6, 5))
+    for name, scores in curves.scores.items():
+        precision, recall, _ = precision_recall_curve(curves.labels, scores)
+        ap = average_precision_score(curves.labels, scores)
+        ax.plot(recall, precision, label=f"{name} (AP {ap:.3f})")
+    ax.set_xlabel("recall")
+    ax.set_ylabel("precision")
+    ax.set_title(f"Precision-recall on the test week ({dt.date.today()})")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,1 @@
+"""ONNX export and optimisation of the trained model (its own issue)."""

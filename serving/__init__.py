@@ -1,0 +1,1 @@
+"""SageMaker-compatible model server (its own issue; see serving/entrypoint.py)."""

@@ -1,0 +1,137 @@
+"""Features against a slow, obviously-correct reference, and online == offline."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from core.errors import OutOfOrderError
+from core.features import FEATURE_NAMES, compute_features, epoch_seconds
+from core.online_features import FeatureUpdater
+
+DAY = 86_400
+
+
+@pytest.fixture(scope="module")
+def sample(small_transactions: pd.DataFrame) -> pd.DataFrame:
+    # 40 customers' worth of rows keeps the quadratic reference fast; terminal windows are
+    # computed over this subset on both sides, so the comparison stays exact
+    keep = small_transactions["customer_id"] < 40
+    return small_transactions[keep].reset_index(drop=True)
+
+
+def reference_features(df: pd.DataFrame) -> np.ndarray:
+    """Row by row, straight from the definitions in core.features."""
+    t = epoch_seconds(df["tx_datetime"])
+    amount = df["amount"].to_numpy()
+    customer, terminal = df["customer_id"].to_numpy(), df["terminal_id"].to_numpy()
+    fraud, tx_id = df["is_fraud"].to_numpy(), df["transaction_id"].to_numpy()
+    rows = []
+    for i in range(len(df)):
+        ts = pd.Timestamp(int(t[i]), unit="s")
+        row = [round(amount[i] * 100) / 100, float(ts.weekday() >= 5), float(ts.hour <= 6)]
+        seen = (customer == customer[i]) & ((t < t[i]) | ((t == t[i]) & (tx_id <= tx_id[i])))
+        for n in (1, 7, 30):
+            win = seen & (t > t[i] - n * DAY)
+            cents = np.rint(amount[win] * 100).sum()
+            row += [float(win.sum()), cents / (win.sum() * 100.0)]
+        for n in (1, 7, 30):
+            win = (terminal == terminal[i]) & (t <= t[i] - 7 * DAY) & (t > t[i] - (n + 7) * DAY)
+            count = int(win.sum())
+            row += [float(count), fraud[win].sum() / count if count else 0.0]
+        rows.append(row)
+    return np.array(rows)
+
+
+def test_offline_features_match_the_reference(sample: pd.DataFrame) -> None:
+    got = compute_features(sample)
+    want = reference_features(sample)
+    assert got.shape == (len(sample), len(FEATURE_NAMES))
+    for j, name in enumerate(FEATURE_NAMES):
+        np.testing.assert_allclose(got[:, j], want[:, j], rtol=1e-12, err_msg=name)
+    # the windows are not trivially empty: every feature varies
+    assert (got.std(axis=0) > 0).all()
+
+
+def _stream(df: pd.DataFrame, label_delay_s: np.ndarray) -> list[tuple[str, tuple[object, ...]]]:
+    t = epoch_seconds(df["tx_datetime"])
+    events = [
+        (int(ts), 1, ("tx", (int(i), int(ts), int(c), int(term), float(a))))
+        for i, ts, c, term, a in zip(
+            df["transaction_id"], t, df["customer_id"], df["terminal_id"], df["amount"], strict=True
+        )
+    ]
+    events += [
+        (int(ts + d), 0, ("label", (int(i), int(f))))
+        for i, ts, d, f in zip(df["transaction_id"], t, label_delay_s, df["is_fraud"], strict=True)
+    ]
+    events.sort(key=lambda e: (e[0], e[1]))  # at equal times a label lands before a transaction
+    return [e[2] for e in events]
+
+
+def test_online_updater_equals_offline_with_late_labels(small_transactions: pd.DataFrame) -> None:
+    df = small_transactions
+    rng = np.random.default_rng(1)
+    # labels arrive between 1 s and the full 7-day delay after their transaction
+    delays = rng.integers(1, 7 * DAY + 1, size=len(df))
+    updater = FeatureUpdater()
+    online = updater.run(_stream(df, delays))
+    got = np.stack([online[int(i)] for i in df["transaction_id"]])
+    np.testing.assert_array_equal(got, compute_features(df))
+    assert updater.labels_ignored == 0
+
+
+def test_a_label_later_than_the_delay_corrects_the_window_once_it_arrives(
+    small_transactions: pd.DataFrame,
+) -> None:
+    df = small_transactions[small_transactions["tx_datetime"] < pd.Timestamp(2018, 7, 1)]
+    delays = np.full(len(df), 9 * DAY)  # two days too late for the offline assumption
+    online = FeatureUpdater().run(_stream(df, delays))
+    got = np.stack([online[int(i)] for i in df["transaction_id"]])
+    want = compute_features(df)
+    risk_cols = [FEATURE_NAMES.index(f"terminal_risk_{n}d") for n in (1, 7, 30)]
+    other = [j for j in range(len(FEATURE_NAMES)) if j not in risk_cols]
+    np.testing.assert_array_equal(got[:, other], want[:, other])
+    # risks may lag, never exceed the truth: a late label only ever adds frauds
+    assert (got[:, risk_cols] <= want[:, risk_cols] + 1e-12).all()
+    assert (got[:, risk_cols] < want[:, risk_cols]).any()
+
+
+def test_updater_state_stays_bounded_over_a_long_history() -> None:
+    updater = FeatureUpdater()
+    start = int(pd.Timestamp(dt.date(2018, 1, 1)).timestamp())
+    for k in range(400):  # one transaction a day for 400 days on one card and terminal
+        updater.update(k, start + k * DAY, "card", "term", 10.0)
+        updater.add_label(k, 0)
+    assert len(updater._open) <= 38
+    term = updater._terminals["term"]
+    assert len(term.pending) + len(term.windows[-1].events) <= 38
+    assert len(updater._customers["card"].windows[-1].events) <= 30
+
+
+def test_out_of_order_transactions_are_refused() -> None:
+    updater = FeatureUpdater()
+    updater.update(1, 1_000_000, "c", "t", 5.0)
+    with pytest.raises(OutOfOrderError, match="older than the last one"):
+        updater.update(2, 999_999, "c", "t", 5.0)
+
+
+def test_calendar_flags_follow_utc_weekday_and_hour() -> None:
+    df = pd.DataFrame({
+        "transaction_id": [0, 1, 2],
+        "tx_datetime": pd.to_datetime(["2018-04-07 06:59:59", "2018-04-09 07:00:00",
+                                       "2018-04-08 23:00:00"]),
+        "customer_id": [1, 2, 3], "terminal_id": [1, 2, 3], "amount": [1.0, 2.0, 3.0],
+        "is_fraud": [0, 0, 0],
+    })
+    x = compute_features(df)
+    assert x[:, FEATURE_NAMES.index("is_weekend")].tolist() == [1.0, 0.0, 1.0]
+    assert x[:, FEATURE_NAMES.index("is_night")].tolist() == [1.0, 0.0, 0.0]
+
+
+def test_missing_columns_are_named() -> None:
+    with pytest.raises(ValueError, match="terminal_id"):
+        compute_features(pd.DataFrame({"transaction_id": [1]}))
