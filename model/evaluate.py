@@ -12,11 +12,15 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
+from tqdm import tqdm
 
 from model import model_dir, xgboost_baseline
 from model.dataset import fold_starts, make_split, with_features
@@ -36,6 +40,59 @@ class Curves:
     scores: dict[str, np.ndarray]
 
 
+@dataclasses.dataclass
+class _FoldTask:
+    """One prequential fold x seed: both models trained and scored (picklable for a pool)."""
+
+    hp: Hyperparameters
+    epochs: int
+    xgb_params: dict[str, object]
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    days: np.ndarray
+    cards: np.ndarray
+
+
+def _run_fold(task: _FoldTask) -> tuple[dict[str, float], dict[str, float]]:
+    # one thread per worker: two single-threaded fits beat one two-threaded fit at this size
+    torch.set_num_threads(1)
+    net = fit(task.hp, task.x_train, task.y_train, epochs=task.epochs, progress=False).model
+    ours = score_report(task.days, task.cards, task.y_test, predict_logits(net, task.x_test))
+    booster = xgboost_baseline.fit_xgboost(
+        task.x_train, task.y_train, task.xgb_params, seed=task.hp.seed, n_jobs=1
+    )
+    theirs = score_report(
+        task.days, task.cards, task.y_test, xgboost_baseline.score(booster, task.x_test)
+    )
+    return ours, theirs
+
+
+def _run_tasks(
+    tasks: list[_FoldTask], workers: int, progress: bool
+) -> list[tuple[dict[str, float], dict[str, float]]]:
+    """Results in task order, whatever the order of completion (so runs pair up by fold)."""
+    bar = tqdm(
+        total=len(tasks), desc="prequential folds x seeds", disable=not progress, leave=False
+    )
+    if workers <= 1:
+        out = []
+        for task in tasks:
+            out.append(_run_fold(task))
+            bar.update()
+    else:
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+            futures = [pool.submit(_run_fold, task) for task in tasks]
+            for future in as_completed(futures):
+                future.result()
+                bar.update()
+            out = [f.result() for f in futures]
+    bar.close()
+    return out
+
+
 def _summary(runs: list[dict[str, float]]) -> dict[str, float]:
     out: dict[str, float] = {}
     for m in METRICS:
@@ -52,6 +109,7 @@ def evaluate(
     seeds: tuple[int, ...] = (0, 1, 2),
     prequential: bool = True,
     progress: bool = True,
+    workers: int = 2,
 ) -> tuple[dict[str, object], Curves]:
     model, description = model_dir.load(trained_dir)
     hp = Hyperparameters.from_strings(dict(description["hyperparameters"]))  # type: ignore[call-overload]
@@ -85,24 +143,26 @@ def evaluate(
     if not prequential:
         return result, curves
 
+    tasks = [
+        _FoldTask(
+            hp=dataclasses.replace(hp, seed=seed, train_start=start),
+            epochs=epochs,
+            xgb_params=xgb_params,
+            x_train=x_all[fold.train],
+            y_train=y_all[fold.train],
+            x_test=x_all[fold.test],
+            y_test=y_all[fold.test],
+            days=days[fold.test],
+            cards=cards[fold.test],
+        )
+        for start in fold_starts(hp.train_start, n_folds)
+        for fold in [make_split(df, start)]
+        for seed in seeds
+    ]
     runs: dict[str, list[dict[str, float]]] = {OURS: [], XGB: []}
-    for start in fold_starts(hp.train_start, n_folds):
-        fold = make_split(df, start)
-        for seed in seeds:
-            fold_hp = dataclasses.replace(hp, seed=seed, train_start=start)
-            net = fit(
-                fold_hp,
-                x_all[fold.train],
-                y_all[fold.train],
-                epochs=epochs,
-                label=f"fold {start} seed {seed}",
-                progress=progress,
-            ).model
-            runs[OURS].append(report(fold.test, predict_logits(net, x_all[fold.test])))
-            booster = xgboost_baseline.fit_xgboost(
-                x_all[fold.train], y_all[fold.train], xgb_params, seed=seed
-            )
-            runs[XGB].append(report(fold.test, xgboost_baseline.score(booster, x_all[fold.test])))
+    for ours_run, xgb_run in _run_tasks(tasks, workers, progress):
+        runs[OURS].append(ours_run)
+        runs[XGB].append(xgb_run)
     diffs = [{m: a[m] - b[m] for m in METRICS} for a, b in zip(runs[OURS], runs[XGB], strict=True)]
     result["prequential"] = {
         "folds": [s.isoformat() for s in fold_starts(hp.train_start, n_folds)],

@@ -13,8 +13,13 @@ from model.simulator import Simulation, SimulatorConfig, simulate_detailed
 # 75 days from 2018-06-01 cover the default protocol: validation run from 2018-07-11,
 # final training from 2018-07-25, test week 2018-08-08 .. 08-14, with 40 days of history
 SMALL = SimulatorConfig(
-    n_customers=300, n_terminals=600, n_days=75, start_date=dt.date(2018, 6, 1), seed=5,
-    terminals_compromised_per_day=1, customers_compromised_per_day=1,
+    n_customers=300,
+    n_terminals=600,
+    n_days=75,
+    start_date=dt.date(2018, 6, 1),
+    seed=5,
+    terminals_compromised_per_day=1,
+    customers_compromised_per_day=1,
 )
 
 
@@ -29,7 +34,9 @@ def small_transactions(small_simulation: Simulation) -> pd.DataFrame:
 
 
 @pytest.fixture(scope="session")
-def small_parquet(small_transactions: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def small_parquet(
+    small_transactions: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
     path = tmp_path_factory.mktemp("data") / "transactions.parquet"
     small_transactions.to_parquet(path, index=False)
     return path

@@ -120,13 +120,18 @@ def test_out_of_order_transactions_are_refused() -> None:
 
 
 def test_calendar_flags_follow_utc_weekday_and_hour() -> None:
-    df = pd.DataFrame({
-        "transaction_id": [0, 1, 2],
-        "tx_datetime": pd.to_datetime(["2018-04-07 06:59:59", "2018-04-09 07:00:00",
-                                       "2018-04-08 23:00:00"]),
-        "customer_id": [1, 2, 3], "terminal_id": [1, 2, 3], "amount": [1.0, 2.0, 3.0],
-        "is_fraud": [0, 0, 0],
-    })
+    df = pd.DataFrame(
+        {
+            "transaction_id": [0, 1, 2],
+            "tx_datetime": pd.to_datetime(
+                ["2018-04-07 06:59:59", "2018-04-09 07:00:00", "2018-04-08 23:00:00"]
+            ),
+            "customer_id": [1, 2, 3],
+            "terminal_id": [1, 2, 3],
+            "amount": [1.0, 2.0, 3.0],
+            "is_fraud": [0, 0, 0],
+        }
+    )
     x = compute_features(df)
     assert x[:, FEATURE_NAMES.index("is_weekend")].tolist() == [1.0, 0.0, 1.0]
     assert x[:, FEATURE_NAMES.index("is_night")].tolist() == [1.0, 0.0, 0.0]

@@ -33,8 +33,10 @@ def test_same_seed_gives_identical_frames_and_another_seed_differs() -> None:
 
 def test_rows_are_in_event_time_order_with_positional_ids(small_transactions: pd.DataFrame) -> None:
     assert small_transactions["tx_datetime"].is_monotonic_increasing
-    assert (small_transactions["transaction_id"].to_numpy() == np.arange(len(small_transactions))).all()
-    seconds = (small_transactions["tx_datetime"] - small_transactions["tx_datetime"].dt.normalize())
+    assert (
+        small_transactions["transaction_id"].to_numpy() == np.arange(len(small_transactions))
+    ).all()
+    seconds = small_transactions["tx_datetime"] - small_transactions["tx_datetime"].dt.normalize()
     assert (seconds.dt.total_seconds() > 0).all()
 
 
@@ -71,8 +73,11 @@ def test_compromised_customers_lose_a_third_of_their_window(small_simulation: Si
         inside = (customer == c) & (day >= start) & (day < start + CUSTOMER_COMPROMISE_DAYS)
         assert (df["is_fraud"].to_numpy()[inside] == 1).sum() >= inside.sum() // 3
     # every scenario-3 row lies inside some compromised customer's window
-    windows = {(c, d) for c, s in small_simulation.compromised_customers
-               for d in range(s, s + CUSTOMER_COMPROMISE_DAYS)}
+    windows = {
+        (c, d)
+        for c, s in small_simulation.compromised_customers
+        for d in range(s, s + CUSTOMER_COMPROMISE_DAYS)
+    }
     rows = np.flatnonzero(scenario3)
     assert len(rows) > 0
     assert all((int(customer[i]), int(day[i])) in windows for i in rows)
