@@ -20,7 +20,7 @@ from pathlib import Path
 
 from core.errors import FraudError
 
-NOT_BUILT = ("export", "optimize", "serve", "bench", "loadtest", "deploy", "monitor")
+NOT_BUILT = ("serve", "bench", "loadtest", "deploy", "monitor")
 
 
 def _paths(artifacts: Path) -> dict[str, Path]:
@@ -29,6 +29,9 @@ def _paths(artifacts: Path) -> dict[str, Path]:
         "model": artifacts / "model",
         "checkpoints": artifacts / "checkpoints",
         "evaluation": artifacts / "evaluation",
+        "onnx": artifacts / "export" / "model.onnx",
+        "package": artifacts / "package",
+        "tarball": artifacts / "model.tar.gz",
     }
 
 
@@ -135,6 +138,62 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from model import model_dir
+    from optimize.export import check_parity, export_onnx
+
+    paths = _paths(args.artifacts)
+    trained = args.model or paths["model"]
+    model, description = model_dir.load(trained)
+    rows = model_dir.load_rows(trained)
+    out = args.out or paths["onnx"]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    export_onnx(model, tmp)
+    ranges = [(f["min"], f["max"]) for f in description["features"]]  # type: ignore[attr-defined]
+    report = check_parity(model, tmp, rows["validation_x"], ranges)
+    os.replace(tmp, out)
+    print(json.dumps({"onnx": str(out), "parity": report}))
+    return 0
+
+
+def cmd_optimize(args: argparse.Namespace) -> int:
+    from optimize.package import archive, build_package, verify
+
+    paths = _paths(args.artifacts)
+    onnx_path = args.onnx or (paths["onnx"] if paths["onnx"].exists() else None)
+    out = args.out or paths["package"]
+    started = time.perf_counter()
+    manifest = build_package(args.model or paths["model"], out, onnx_path)
+    verify(out)
+    archive(out, args.tarball or paths["tarball"])
+    guard = manifest["guard"]["variants"]
+    print(
+        json.dumps(
+            {
+                "model_version": manifest["model_version"],
+                "variants": list(manifest["variants"]),
+                "rejected": {n: g["reason"] for n, g in guard.items() if not g["accepted"]},
+                "seconds": round(time.perf_counter() - started, 1),
+                "tarball": str(args.tarball or paths["tarball"]),
+            }
+        )
+    )
+    print(out)
+    return 0
+
+
+def cmd_package_verify(args: argparse.Namespace) -> int:
+    from optimize.package import verify
+
+    manifest = verify(args.dir)
+    print(
+        f"{args.dir}: ok (model_version {manifest['model_version']}, "
+        f"{len(manifest['files'])} files, variants {', '.join(manifest['variants'])})"
+    )
+    return 0
+
+
 def cmd_not_built(args: argparse.Namespace) -> int:
     print(f"fraud {args.command}: not built yet (see the open issues)", file=sys.stderr)
     return 2
@@ -189,6 +248,24 @@ def build_parser(artifacts: Path) -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("export", help="export the trained model to ONNX and check parity")
+    p.add_argument("--model", type=Path, help="trained model directory")
+    p.add_argument("--out", type=Path, help="ONNX file to write")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("optimize", help="optimise, guard, time and package the model")
+    p.add_argument("--model", type=Path, help="trained model directory")
+    p.add_argument("--onnx", type=Path, help="exported ONNX (default: the export step's)")
+    p.add_argument("--out", type=Path, help="package directory to write")
+    p.add_argument("--tarball", type=Path, help="model.tar.gz to write")
+    p.set_defaults(func=cmd_optimize)
+
+    p = sub.add_parser("package", help="model package tools")
+    package_sub = p.add_subparsers(dest="package_command", required=True)
+    v = package_sub.add_parser("verify", help="check every checksum and the parity figures")
+    v.add_argument("dir", type=Path)
+    v.set_defaults(func=cmd_package_verify)
 
     for name in NOT_BUILT:
         p = sub.add_parser(name, help="not built yet")

@@ -3,6 +3,8 @@
 Layout::
 
     model.pt     state dict of model.network.FraudNet (load with weights_only=True)
+    rows.npz     validation-week features, labels and the validation-run model's calibrated
+                 scores; a sample of training rows (what the optimize stage guards with)
     model.json   network config, features with training ranges, calibration, metrics,
                  hyperparameters, seed, git commit, library versions, training window
 
@@ -20,12 +22,14 @@ from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from model.errors import ModelDirError
 from model.network import FraudNet
 
 WEIGHTS_FILE = "model.pt"
+ROWS_FILE = "rows.npz"
 DESCRIPTION_FILE = "model.json"
 _LIBRARIES = ("torch", "numpy", "pandas", "scikit-learn", "xgboost-cpu", "pyarrow")
 
@@ -60,7 +64,17 @@ def _write_atomic(path: Path, write: Callable[[Path], object]) -> None:
     os.replace(tmp, path)
 
 
-def save(model: FraudNet, description: dict[str, object], out_dir: Path) -> None:
+def _save_arrays(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    with path.open("wb") as f:
+        np.savez_compressed(f, **arrays)  # type: ignore[arg-type]
+
+
+def save(
+    model: FraudNet,
+    description: dict[str, object],
+    out_dir: Path,
+    arrays: dict[str, np.ndarray] | None = None,
+) -> None:
     """Write weights, then the description: a directory without ``model.json`` is not a model,
     so an interrupted save never looks valid. The directory itself is kept (it may be a
     mount point such as SageMaker's /opt/ml/model)."""
@@ -68,6 +82,8 @@ def save(model: FraudNet, description: dict[str, object], out_dir: Path) -> None
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / DESCRIPTION_FILE).unlink(missing_ok=True)
     _write_atomic(out_dir / WEIGHTS_FILE, lambda p: torch.save(model.state_dict(), p))
+    if arrays is not None:
+        _write_atomic(out_dir / ROWS_FILE, lambda p: _save_arrays(p, arrays))
     text = json.dumps(description, indent=2) + "\n"
     _write_atomic(out_dir / DESCRIPTION_FILE, lambda p: p.write_text(text))
 
@@ -97,3 +113,11 @@ def load(model_dir: Path) -> tuple[FraudNet, dict[str, object]]:
         raise ModelDirError(f"{weights} cannot be loaded into FraudNet: {exc}") from exc
     model.eval()
     return model, description
+
+
+def load_rows(model_dir: Path) -> dict[str, np.ndarray]:
+    path = Path(model_dir) / ROWS_FILE
+    if not path.exists():
+        raise ModelDirError(f"{path} is missing: retrain with this version of fraud train")
+    with np.load(path, allow_pickle=False) as data:
+        return {k: data[k] for k in data.files}

@@ -146,5 +146,14 @@ def train_model(
         "git_commit": model_dir.git_commit(),
         "library_versions": model_dir.library_versions(),
     }
-    model_dir.save(final.model, description, out_dir)
+    # rows for the optimize stage: the validation week (guard, thresholds: the validation-run
+    # model's calibrated scores are out of sample there) and the final training week (int8
+    # calibration rows, the Model Monitor baseline)
+    arrays = {
+        "validation_x": xt,
+        "validation_y": yt.astype(np.int8),
+        "validation_scores": calibration.apply(val_logits).astype(np.float32),
+        "training_x": xf,
+    }
+    model_dir.save(final.model, description, out_dir, arrays)
     return description

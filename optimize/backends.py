@@ -1,0 +1,228 @@
+"""Scoring backends: one interface, ``load`` then ``predict((batch, 15) float32) -> (batch,)``.
+
+Where each one has run (say it plainly; update when that changes):
+
+| backend       | runtime                          | run on real hardware?                  |
+|---------------|----------------------------------|----------------------------------------|
+| ort-cpu       | onnxruntime, CPUExecutionProvider | yes: x86-64 CPU, tested in CI          |
+| torch-cpu     | PyTorch eager, model.pt           | yes: x86-64 CPU, tested in CI          |
+| ort-cuda      | onnxruntime-gpu, CUDA provider    | NO: written to the documented API only |
+| ort-tensorrt  | onnxruntime-gpu, TensorRT provider| NO: written to the documented API only |
+| tensorrt      | tensorrt engine, fp16 profiles    | NO: written to the documented API only |
+
+The GPU backends are discovered, never imported blindly: ``discover()`` says which runtimes
+are present and, for each absent one, why; nothing here fails at import.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+import os
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from optimize.errors import RuntimeUnavailable
+from optimize.export import INPUT_NAME
+
+BATCH_RANGE = (1, 65_536)  # the batch sizes an engine/profile must accept
+
+
+class Backend(Protocol):
+    name: str
+
+    def load(self) -> None: ...
+
+    def predict(self, x: np.ndarray) -> np.ndarray: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class RuntimeStatus:
+    name: str
+    available: bool
+    reason: str
+    verified_on_hardware: bool
+
+
+def _ort_providers() -> list[str]:
+    import onnxruntime as ort
+
+    return list(ort.get_available_providers())
+
+
+def discover() -> list[RuntimeStatus]:
+    providers = _ort_providers()
+    trt_found = importlib.util.find_spec("tensorrt") is not None
+    return [
+        RuntimeStatus("ort-cpu", True, "onnxruntime CPUExecutionProvider", True),
+        RuntimeStatus("torch-cpu", True, "torch eager", True),
+        RuntimeStatus(
+            "ort-cuda",
+            "CUDAExecutionProvider" in providers,
+            "CUDAExecutionProvider present"
+            if "CUDAExecutionProvider" in providers
+            else f"onnxruntime-gpu not installed (providers: {providers})",
+            False,
+        ),
+        RuntimeStatus(
+            "ort-tensorrt",
+            "TensorrtExecutionProvider" in providers,
+            "TensorrtExecutionProvider present"
+            if "TensorrtExecutionProvider" in providers
+            else "onnxruntime TensorRT provider not installed",
+            False,
+        ),
+        RuntimeStatus(
+            "tensorrt",
+            trt_found,
+            "tensorrt importable" if trt_found else "python package tensorrt not installed",
+            False,
+        ),
+    ]
+
+
+class OrtBackend:
+    """ONNX Runtime on one execution provider; ``threads`` = intra-op threads (0: default)."""
+
+    def __init__(
+        self,
+        path: Path,
+        provider: str = "CPUExecutionProvider",
+        threads: int = 1,
+        name: str | None = None,
+    ) -> None:
+        self.path, self.provider, self.threads = Path(path), provider, threads
+        self.name = name or f"ort-{provider.removesuffix('ExecutionProvider').lower()}"
+        self._session: Any = None
+
+    def load(self) -> None:
+        import onnxruntime as ort
+
+        if self.provider not in ort.get_available_providers():
+            raise RuntimeUnavailable(f"{self.provider} is not available in this onnxruntime")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self.threads
+        options.inter_op_num_threads = 1
+        # the graph was optimised offline where it pays; this level is cheap and safe
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self._session = ort.InferenceSession(str(self.path), options, providers=[self.provider])
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        # (batch, n_features) float32 -> (batch,) float32
+        return self._session.run(None, {INPUT_NAME: x})[0]
+
+
+class TorchBackend:
+    """PyTorch eager on the packaged weights, loaded into the network definition."""
+
+    def __init__(
+        self,
+        weights: Path,
+        network: dict[str, Any],
+        threads: int = 1,
+        device: str = "cpu",
+        name: str = "torch-cpu",
+    ) -> None:
+        self.weights, self.network, self.threads = Path(weights), network, threads
+        self.device, self.name = device, name
+        self._model: Any = None
+
+    def load(self) -> None:
+        import torch
+
+        from model.network import FraudNet
+
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        cfg = dict(self.network)
+        cfg["ratio_pairs"] = [tuple(p) for p in cfg["ratio_pairs"]]
+        model = FraudNet(**cfg)
+        model.load_state_dict(torch.load(self.weights, weights_only=True))
+        self._model = model.eval().to(self.device)
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            out = self._model(torch.from_numpy(x).to(self.device))
+        return out.cpu().numpy()
+
+
+class TensorRTBackend:
+    """A TensorRT engine built from the ONNX graph, fp16, one optimisation profile over the
+    batch range. NOT run on real hardware yet (no TensorRT where we build); it follows the
+    TensorRT 10 Python API and is skipped with a reason where tensorrt is absent."""
+
+    name = "tensorrt"
+
+    def __init__(self, path: Path, engine_cache: Path | None = None) -> None:
+        self.path = Path(path)
+        self.engine_cache = engine_cache
+        self._context: Any = None
+
+    def load(self) -> None:
+        if importlib.util.find_spec("tensorrt") is None:
+            raise RuntimeUnavailable("python package tensorrt is not installed")
+        import tensorrt as trt
+        import torch
+
+        logger = trt.Logger(trt.Logger.WARNING)
+        builder = trt.Builder(logger)
+        network = builder.create_network(0)
+        parser = trt.OnnxParser(network, logger)
+        if not parser.parse(self.path.read_bytes()):
+            errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
+            raise RuntimeUnavailable(f"TensorRT cannot parse {self.path.name}: {errors}")
+        config = builder.create_builder_config()
+        config.set_flag(trt.BuilderFlag.FP16)
+        profile = builder.create_optimization_profile()
+        n = network.get_input(0).shape[1]
+        lo, hi = BATCH_RANGE
+        profile.set_shape(INPUT_NAME, (lo, n), (512, n), (hi, n))
+        config.add_optimization_profile(profile)
+        engine_bytes = builder.build_serialized_network(network, config)
+        engine = trt.Runtime(logger).deserialize_cuda_engine(engine_bytes)
+        self._context = engine.create_execution_context()
+        self._torch = torch
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        torch = self._torch
+        inp = torch.from_numpy(x).cuda()
+        out = torch.empty(len(x), device="cuda", dtype=torch.float32)
+        self._context.set_input_shape(INPUT_NAME, tuple(inp.shape))
+        self._context.set_tensor_address(INPUT_NAME, inp.data_ptr())
+        self._context.set_tensor_address("score", out.data_ptr())
+        self._context.execute_async_v3(torch.cuda.current_stream().cuda_stream)
+        return out.cpu().numpy()
+
+
+def candidates(package_dir: Path, variants: list[str], threads: int | None = None) -> list[Backend]:
+    """Every backend x variant this machine can run for a package's accepted variants."""
+    from optimize.variants import variant_file
+
+    manifest = json.loads((package_dir / "manifest.json").read_text())
+    status = {s.name: s for s in discover()}
+    threads = threads or 1
+    out: list[Backend] = []
+    for variant in variants:
+        path = package_dir / variant_file(variant)
+        out.append(OrtBackend(path, threads=threads, name=f"ort-cpu/{variant}"))
+        if status["ort-cuda"].available and variant != "ort_opt":
+            out.append(OrtBackend(path, "CUDAExecutionProvider", name=f"ort-cuda/{variant}"))
+        if status["ort-tensorrt"].available and variant == "fp32":
+            out.append(OrtBackend(path, "TensorrtExecutionProvider", name="ort-tensorrt/fp32"))
+    if status["tensorrt"].available:
+        out.append(TensorRTBackend(package_dir / "model.onnx"))
+    out.append(
+        TorchBackend(
+            package_dir / "model.pt", manifest["network"], threads=threads, name="torch-cpu/fp32"
+        )
+    )
+    return out
+
+
+def cpu_count() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
