@@ -75,7 +75,10 @@ def onnx_scores(path: Path, x: np.ndarray) -> np.ndarray:
     """Scores of an ONNX file on the CPU provider, in chunks: (rows,) float32."""
     import onnxruntime as ort
 
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    try:
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own untyped errors for a bad graph
+        raise ExportError(f"onnxruntime cannot load {path.name}: {exc}") from exc
     chunks = [
         session.run(None, {INPUT_NAME: x[i : i + 65_536]})[0] for i in range(0, len(x), 65_536)
     ]
