@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 ARTIFACTS ?= artifacts
 FRAUD := $(VENV)/bin/fraud --artifacts $(ARTIFACTS)
 
-.PHONY: install test lint typecheck pytest serve demo-model data train evaluate lock clean
+.PHONY: install test lint typecheck pytest serve demo-model data train evaluate bench lock clean
 
 install: $(STAMP)
 
@@ -36,7 +36,11 @@ $(ARTIFACTS)/data/transactions.parquet: | $(STAMP)
 $(ARTIFACTS)/model/model.json: | $(ARTIFACTS)/data/transactions.parquet
 	$(FRAUD) train
 
-demo-model: $(ARTIFACTS)/model/model.json
+$(ARTIFACTS)/package/manifest.json: | $(ARTIFACTS)/model/model.json
+	$(FRAUD) export
+	$(FRAUD) optimize
+
+demo-model: $(ARTIFACTS)/package/manifest.json
 
 data: install
 	$(FRAUD) data
@@ -49,6 +53,10 @@ evaluate: install demo-model
 
 serve: demo-model
 	$(FRAUD) serve
+
+# benchmarks: the backend table (PyTorch eager measured beside every backend, same run)
+bench: demo-model
+	$(PY) -m benchmarks.backend_table --package $(ARTIFACTS)/package
 
 # rebuild requirements.lock from pyproject.toml in a scratch venv
 lock:

@@ -146,6 +146,8 @@ class TorchBackend:
     def predict(self, x: np.ndarray) -> np.ndarray:
         import torch
 
+        if self.threads and torch.get_num_threads() != self.threads:
+            torch.set_num_threads(self.threads)  # process-wide: restore ours before each call
         with torch.inference_mode():
             out = self._model(torch.from_numpy(x).to(self.device))
         return out.cpu().numpy()
@@ -199,28 +201,36 @@ class TensorRTBackend:
         return out.cpu().numpy()
 
 
-def candidates(package_dir: Path, variants: list[str], threads: int | None = None) -> list[Backend]:
-    """Every backend x variant this machine can run for a package's accepted variants."""
+def candidates(
+    package_dir: Path, variants: list[str], thread_options: list[int] | None = None
+) -> list[Backend]:
+    """Every backend x variant x thread count this machine can run for a package's accepted
+    variants (one thread wins at small batches, all cores at large ones)."""
     from optimize.variants import variant_file
 
     manifest = json.loads((package_dir / "manifest.json").read_text())
     status = {s.name: s for s in discover()}
-    threads = threads or 1
+    threads = sorted(set(thread_options or [1, cpu_count()]))
     out: list[Backend] = []
     for variant in variants:
         path = package_dir / variant_file(variant)
-        out.append(OrtBackend(path, threads=threads, name=f"ort-cpu/{variant}"))
+        for t in threads:
+            out.append(OrtBackend(path, threads=t, name=f"ort-cpu/{variant}/t{t}"))
         if status["ort-cuda"].available and variant != "ort_opt":
             out.append(OrtBackend(path, "CUDAExecutionProvider", name=f"ort-cuda/{variant}"))
         if status["ort-tensorrt"].available and variant == "fp32":
             out.append(OrtBackend(path, "TensorrtExecutionProvider", name="ort-tensorrt/fp32"))
     if status["tensorrt"].available:
         out.append(TensorRTBackend(package_dir / "model.onnx"))
-    out.append(
-        TorchBackend(
-            package_dir / "model.pt", manifest["network"], threads=threads, name="torch-cpu/fp32"
+    for t in threads:
+        out.append(
+            TorchBackend(
+                package_dir / "model.pt",
+                manifest["network"],
+                threads=t,
+                name=f"torch-cpu/fp32/t{t}",
+            )
         )
-    )
     return out
 
 
