@@ -88,7 +88,7 @@ def test_the_guard_rejects_a_damaged_variant(trained: Path, built: Path, tmp_pat
     graph = onnx.load(str(built / "model.onnx"))
     for init in graph.graph.initializer:  # damage every weight tensor by 30 %
         array = numpy_helper.to_array(init)
-        if array.dtype == np.float32 and array.ndim == 3:
+        if array.dtype == np.float32 and array.ndim >= 2:
             init.CopyFrom(numpy_helper.from_array(array * 1.3, init.name))
     onnx.save(graph, str(tmp_path / "damaged.onnx"))
     rows = model_dir.load_rows(trained)
