@@ -1,17 +1,74 @@
-"""The ``serve`` executable SageMaker runs in the container.
+"""The ``serve`` executable (what SageMaker runs) and ``fraud serve``.
 
-The server itself is the subject of the serving issue; until it lands this entry point says
-so and exits non-zero, so no one mistakes it for a working server.
+Settings are read from the environment once, here (``Settings.from_env``). With one worker
+the app runs in this process; with several, uvicorn's process manager starts them, replaces
+any that dies, and each worker builds its app through :func:`create_app` (which reads the
+same environment, passed down by the parent). SIGTERM: uvicorn stops accepting, finishes
+in-flight requests (within ``GRACEFUL_S``, well inside SageMaker's 30 s), then the lifespan
+shutdown drains the batcher and flushes captured data.
 """
 
 from __future__ import annotations
 
+import os
 import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+GRACEFUL_S = 20
 
 
-def main(argv: list[str] | None = None) -> int:
-    print("serve: the model server is not built yet (see the serving issue)", file=sys.stderr)
-    return 2
+def create_app() -> object:
+    from serving import logs
+    from serving.app import FraudApp
+    from serving.settings import Settings
+
+    settings = Settings.from_env(os.environ)
+    logs.configure(settings.log_level)
+    return FraudApp(settings)
+
+
+def run(env: Mapping[str, str], model_dir: Path | None = None, port: int | None = None,
+        workers: int | None = None) -> int:
+    import uvicorn
+
+    from serving import logs
+    from serving.app import FraudApp
+    from serving.settings import Settings, SettingsError
+
+    overrides: dict[str, object] = {}
+    if model_dir is not None:
+        overrides["model_dir"] = model_dir
+    if port is not None:
+        overrides["port"] = port
+    if workers is not None:
+        overrides["workers"] = workers
+    try:
+        settings = Settings.from_env(env, **overrides)
+    except SettingsError as exc:
+        print(f"serve: error: {exc}", file=sys.stderr)
+        return 1
+    logs.configure(settings.log_level)
+    common = {"host": settings.host, "port": settings.port, "lifespan": "on",
+              "http": "httptools", "loop": "uvloop", "access_log": False, "log_config": None,
+              "timeout_graceful_shutdown": GRACEFUL_S, "timeout_keep_alive": 75}
+    if settings.workers == 1:
+        uvicorn.run(FraudApp(settings), **common)  # type: ignore[arg-type]
+        return 0
+    # worker processes rebuild the settings from the environment: hand them the overrides
+    os.environ.update({"SAGEMAKER_BIND_TO_PORT": str(settings.port),
+                       "FRAUD_SAGEMAKER_ROOT": str(Path(settings.model_dir).parent)})
+    if settings.model_dir.name != "model":
+        print("serve: error: with several workers the model directory must be <root>/model",
+              file=sys.stderr)
+        return 1
+    uvicorn.run("serving.entrypoint:create_app", factory=True, workers=settings.workers,
+                **common)  # type: ignore[arg-type]
+    return 0
+
+
+def main() -> int:
+    return run(os.environ)
 
 
 if __name__ == "__main__":

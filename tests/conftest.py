@@ -40,3 +40,29 @@ def small_parquet(
     path = tmp_path_factory.mktemp("data") / "transactions.parquet"
     small_transactions.to_parquet(path, index=False)
     return path
+
+
+FAST_HYPERPARAMETERS = {"hidden": "32,16", "n_members": "2", "max_epochs": "3", "batch_size": "256"}
+
+
+@pytest.fixture(scope="session")
+def small_trained(
+    small_transactions: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    from model.hyperparameters import Hyperparameters
+    from model.train import train_model
+
+    out = tmp_path_factory.mktemp("trained") / "model"
+    train_model(
+        small_transactions, Hyperparameters.from_strings(FAST_HYPERPARAMETERS), out, progress=False
+    )
+    return out
+
+
+@pytest.fixture(scope="session")
+def small_package(small_trained: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from optimize.package import build_package
+
+    out = tmp_path_factory.mktemp("pkg") / "package"
+    build_package(small_trained, out, timing_budget_s=0.01)
+    return out

@@ -9,14 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import pandas as pd
 import pytest
 from onnx import numpy_helper
 
 from model import model_dir
 from model.errors import ModelDirError
-from model.hyperparameters import Hyperparameters
-from model.train import train_model
 from optimize import package
 from optimize.backends import OrtBackend, TensorRTBackend, TorchBackend, discover
 from optimize.errors import (
@@ -31,21 +28,15 @@ from optimize.guard import judge
 from optimize.selection import bucket_for, pick, select
 from optimize.thresholds import choose_thresholds, decide
 
-FAST = {"hidden": "32,16", "n_members": "2", "max_epochs": "3", "batch_size": "256"}
+
+@pytest.fixture(scope="module")
+def trained(small_trained: Path) -> Path:
+    return small_trained
 
 
 @pytest.fixture(scope="module")
-def trained(small_transactions: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("trained") / "model"
-    train_model(small_transactions, Hyperparameters.from_strings(FAST), out, progress=False)
-    return out
-
-
-@pytest.fixture(scope="module")
-def built(trained: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("pkg") / "package"
-    package.build_package(trained, out, timing_budget_s=0.01)
-    return out
+def built(small_package: Path) -> Path:
+    return small_package
 
 
 def test_package_has_the_sagemaker_layout(built: Path) -> None:

@@ -1,0 +1,168 @@
+"""Dynamic micro-batching on the event loop: concurrent requests share one backend call.
+
+A collector task takes the queued requests, keeps yielding to the event loop while more
+arrive (bounded by ``max_delay_us`` and ``max_batch_rows``), scores them in one call and
+hands each request exactly its own rows back, in order. Requests arrive in bursts (every
+client answered by the previous batch sends its next request at once), so a yield or two
+collects them without a timer; a lone request waits only a few microseconds.
+
+Small batches are scored inline on the event loop: handing them to a thread costs about as
+much as scoring them (measured here: ~40-60 us a hand-off against 20-40 us to score one
+row). Larger ones go to one worker thread so the loop keeps reading requests meanwhile.
+
+Bounded: a request that would push the queue past ``max_queue_rows`` fails at once with
+Overloaded (503); a request still queued ``deadline_s`` after it arrived fails with
+DeadlineExceeded (503) instead of being scored late.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from serving.errors import DeadlineExceeded, Overloaded
+
+
+@dataclasses.dataclass
+class _Pending:
+    x: np.ndarray  # (rows, n_features) float32
+    future: asyncio.Future[np.ndarray]
+    enqueued: float  # time.perf_counter()
+
+
+@dataclasses.dataclass
+class BatchStats:
+    """Observer hooks, called on the loop thread after each batch."""
+
+    on_batch: Callable[[int, int], None] = lambda rows, requests: None
+    on_wait: Callable[[float], None] = lambda seconds: None
+    on_compute: Callable[[float], None] = lambda seconds: None
+
+
+class MicroBatcher:
+    def __init__(
+        self,
+        score: Callable[[np.ndarray], np.ndarray],
+        max_batch_rows: int = 256,
+        max_delay_us: int = 500,
+        max_queue_rows: int = 8_192,
+        deadline_s: float = 1.0,
+        inline_max_rows: int = 16,
+        stats: BatchStats | None = None,
+    ) -> None:
+        self._score = score
+        self.max_batch_rows = max_batch_rows
+        self.max_delay_s = max_delay_us / 1e6
+        self.max_queue_rows = max_queue_rows
+        self.deadline_s = deadline_s
+        self.inline_max_rows = inline_max_rows
+        self.stats = stats or BatchStats()
+        self._queue: deque[_Pending] = deque()
+        self._queued_rows = 0
+        self._wakeup: asyncio.Event | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="score")
+        self._closing = False
+
+    @property
+    def queued_rows(self) -> int:
+        return self._queued_rows
+
+    def start(self) -> None:
+        self._wakeup = asyncio.Event()
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def submit(self, x: np.ndarray) -> np.ndarray:
+        """Scores for ``x`` (rows,) once its batch ran; raises Overloaded / DeadlineExceeded."""
+        if self._closing or self._wakeup is None:
+            raise Overloaded("the server is shutting down")
+        if self._queued_rows + len(x) > self.max_queue_rows and self._queued_rows > 0:
+            raise Overloaded(
+                f"queue full ({self._queued_rows} rows waiting, limit {self.max_queue_rows})")
+        future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Pending(x, future, time.perf_counter()))
+        self._queued_rows += len(x)
+        self._wakeup.set()
+        return await future
+
+    async def close(self) -> None:
+        """Score everything already accepted, then stop."""
+        self._closing = True
+        while self._queue:
+            await asyncio.sleep(0.001)
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        self._executor.shutdown(wait=True)
+
+    async def _collect(self) -> list[_Pending]:
+        """Take requests until the batch is full, nothing new arrives, or max delay passes."""
+        start = time.perf_counter()
+        batch: list[_Pending] = []
+        rows = 0
+        while True:
+            while self._queue and (not batch or rows + len(self._queue[0].x) <= self.max_batch_rows):
+                item = self._queue.popleft()
+                self._queued_rows -= len(item.x)
+                batch.append(item)
+                rows += len(item.x)
+            if (rows >= self.max_batch_rows or self._queue
+                    or time.perf_counter() - start >= self.max_delay_s):
+                return batch
+            seen = len(self._queue)
+            await asyncio.sleep(0)  # let the loop read requests that are already waiting
+            if len(self._queue) == seen:
+                return batch
+
+    async def _run(self) -> None:
+        assert self._wakeup is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self._queue:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+            batch = await self._collect()
+            now = time.perf_counter()
+            live = []
+            for item in batch:
+                waited = now - item.enqueued
+                if item.future.done():
+                    continue  # the caller went away
+                if waited > self.deadline_s:
+                    item.future.set_exception(DeadlineExceeded(
+                        f"waited {waited * 1e3:.0f} ms in the queue, deadline "
+                        f"{self.deadline_s * 1e3:.0f} ms"))
+                    continue
+                self.stats.on_wait(waited)
+                live.append(item)
+            if not live:
+                continue
+            x = live[0].x if len(live) == 1 else np.concatenate([p.x for p in live])
+            started = time.perf_counter()
+            try:
+                if len(x) <= self.inline_max_rows:
+                    scores = self._score(x)
+                else:
+                    scores = await loop.run_in_executor(self._executor, self._score, x)
+            except Exception as exc:  # one bad batch fails its requests, not the server
+                for item in live:
+                    if not item.future.done():
+                        item.future.set_exception(exc)
+                continue
+            self.stats.on_compute(time.perf_counter() - started)
+            self.stats.on_batch(len(x), len(live))
+            offset = 0
+            for item in live:
+                n = len(item.x)
+                if not item.future.done():
+                    item.future.set_result(scores[offset : offset + n])
+                offset += n

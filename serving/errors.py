@@ -1,0 +1,60 @@
+"""Errors of the serving stage; one handler in ``serving.app`` turns them into responses.
+
+    FraudError (core.errors)
+    └── ServingError                 http_status 500 unless overridden
+        ├── BadRequest               400  malformed body, wrong feature count, NaN/inf,
+        │                                 non-numeric or impossible values, empty body
+        ├── PayloadTooLarge          413  body over SAGEMAKER_MAX_PAYLOAD_IN_MB
+        ├── UnsupportedMediaType     415  unknown Content-Type
+        ├── NotAcceptable            406  unsupported Accept
+        ├── NotReady                 503  /ping and /invocations before the model is warm
+        ├── Overloaded               503  the batching queue is full
+        └── DeadlineExceeded         503  a request waited past its deadline in the queue
+
+Messages name the bad input and what was expected; they go to callers as
+``{"error": {"code", "message", "request_id"}}`` and never carry a traceback.
+"""
+
+from __future__ import annotations
+
+from core.errors import FraudError
+
+
+class ServingError(FraudError):
+    http_status = 500
+    code = "internal_error"
+
+
+class BadRequest(ServingError):
+    http_status = 400
+    code = "bad_request"
+
+
+class PayloadTooLarge(ServingError):
+    http_status = 413
+    code = "payload_too_large"
+
+
+class UnsupportedMediaType(ServingError):
+    http_status = 415
+    code = "unsupported_media_type"
+
+
+class NotAcceptable(ServingError):
+    http_status = 406
+    code = "not_acceptable"
+
+
+class NotReady(ServingError):
+    http_status = 503
+    code = "not_ready"
+
+
+class Overloaded(ServingError):
+    http_status = 503
+    code = "overloaded"
+
+
+class DeadlineExceeded(ServingError):
+    http_status = 503
+    code = "deadline_exceeded"

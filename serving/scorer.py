@@ -1,0 +1,72 @@
+"""The model as the server sees it: a verified package, backends picked on this hardware.
+
+``load()`` verifies every checksum and the parity figures (a package that fails never becomes
+healthy), times the accepted variants on this machine and picks one per batch-size bucket
+(``optimize.selection.select``), then warms the picked backends. ``score`` is thread-safe
+for one caller at a time (the batcher is that caller).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from optimize.backends import Backend, candidates
+from optimize.package import verify
+from optimize.selection import BATCH_SIZES, bucket_for, select
+from optimize.thresholds import DECISIONS, decide
+
+log = logging.getLogger("fraud.serving.scorer")
+
+
+class Scorer:
+    def __init__(self, package_dir: Path, thread_options: list[int] | None = None,
+                 timing_budget_s: float = 0.02) -> None:
+        self.package_dir = Path(package_dir)
+        self.thread_options = thread_options or [1]
+        self.timing_budget_s = timing_budget_s
+        self.manifest: dict[str, Any] = {}
+        self.thresholds: dict[str, Any] = {}
+        self.feature_names: list[str] = []
+        self.mins = np.zeros(0, dtype=np.float32)
+        self.maxs = np.zeros(0, dtype=np.float32)
+        self._by_bucket: dict[int, Backend] = {}
+        self.selection: dict[int, str] = {}
+
+    @property
+    def model_version(self) -> str:
+        return str(self.manifest.get("model_version", ""))
+
+    @property
+    def thresholds_version(self) -> str:
+        return str(self.thresholds.get("version", ""))
+
+    def load(self) -> None:
+        self.manifest = verify(self.package_dir)
+        self.thresholds = json.loads((self.package_dir / "thresholds.json").read_text())
+        features = self.manifest["features"]
+        self.feature_names = [f["name"] for f in features]
+        self.mins = np.array([f["min"] for f in features], dtype=np.float32)
+        self.maxs = np.array([f["max"] for f in features], dtype=np.float32)
+        backends = candidates(self.package_dir, list(self.manifest["variants"]),
+                              self.thread_options)
+        chosen, timings, failures = select(backends, len(features), BATCH_SIZES,
+                                           self.timing_budget_s)
+        self._by_bucket = chosen
+        self.selection = {b: backend.name for b, backend in chosen.items()}
+        log.info("model loaded", extra={"fields": {
+            "model_version": self.model_version, "thresholds_version": self.thresholds_version,
+            "selection": self.selection, "load_failures": failures}})
+        for bucket in self._by_bucket:  # warm-up: first runs allocate arenas
+            self.score(np.zeros((bucket, len(features)), dtype=np.float32))
+
+    def score(self, x: np.ndarray) -> np.ndarray:
+        """(rows, n_features) float32 -> (rows,) float32 calibrated scores."""
+        return self._by_bucket[bucket_for(len(x), list(self._by_bucket))].predict(x)
+
+    def decisions(self, scores: np.ndarray) -> list[str]:
+        return [DECISIONS[i] for i in decide(scores, self.thresholds)]

@@ -1,0 +1,123 @@
+"""Server settings: one frozen object, built once in ``main()`` from the environment.
+
+SageMaker's own variables keep their names; ours are prefixed ``FRAUD_``. Nothing else in the
+serving package reads the environment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from core.errors import FraudError
+
+MB = 1024 * 1024
+
+
+class SettingsError(FraudError, ValueError):
+    """An environment variable that does not parse or is out of range."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    model_dir: Path = Path("/opt/ml/model")
+    host: str = "0.0.0.0"
+    port: int = 8080
+    workers: int = 1
+    timeout_s: float = 60.0
+    default_accept: str = "application/json"
+    max_payload_bytes: int = 6 * MB
+    batch_strategy: str = "MULTI_RECORD"
+    max_concurrent_transforms: int = 1
+    log_level: str = "INFO"
+    # micro-batching
+    max_batch_size: int = 256
+    max_delay_us: int = 500
+    max_queue_rows: int = 8_192
+    deadline_ms: float = 1_000.0
+    inline_max_rows: int = 16
+    # data capture (outside SageMaker; SageMaker captures itself from the endpoint config)
+    capture_dir: Path | None = None
+    capture_percent: float = 0.0
+    endpoint_name: str = "local"
+    variant_name: str = "AllTraffic"
+    identifier_fields: tuple[str, ...] = ()
+    hmac_secret: bytes = b""
+    emit_emf: bool = False
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], **overrides: object) -> Settings:
+        def get(name: str, parse: type, default: object) -> object:
+            raw = env.get(name)
+            if raw is None or raw == "":
+                return default
+            try:
+                return parse(raw)
+            except ValueError as exc:
+                raise SettingsError(f"{name}={raw!r} is not a valid {parse.__name__}") from exc
+
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+        capture_dir = env.get("FRAUD_CAPTURE_DIR")
+        fields = tuple(f.strip() for f in env.get("FRAUD_IDENTIFIER_FIELDS", "").split(",")
+                       if f.strip())
+        values: dict[str, object] = {
+            "model_dir": Path(env.get("FRAUD_SAGEMAKER_ROOT", "/opt/ml")) / "model",
+            "host": env.get("FRAUD_BIND_HOST", "0.0.0.0"),
+            "port": get("SAGEMAKER_BIND_TO_PORT", int, 8080),
+            "workers": get("SAGEMAKER_MODEL_SERVER_WORKERS", int, cpus),
+            "timeout_s": get("SAGEMAKER_MODEL_SERVER_TIMEOUT", float, 60.0),
+            "default_accept": env.get("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT",
+                                      "application/json"),
+            "max_payload_bytes": int(float(get("SAGEMAKER_MAX_PAYLOAD_IN_MB", float, 6.0))  # type: ignore[arg-type]
+                                     * MB),
+            "batch_strategy": env.get("SAGEMAKER_BATCH_STRATEGY", "MULTI_RECORD"),
+            "max_concurrent_transforms": get("SAGEMAKER_MAX_CONCURRENT_TRANSFORMS", int, 1),
+            "log_level": _log_level(env.get("SAGEMAKER_CONTAINER_LOG_LEVEL", "INFO")),
+            "max_batch_size": get("FRAUD_MAX_BATCH_SIZE", int, 256),
+            "max_delay_us": get("FRAUD_MAX_DELAY_US", int, 500),
+            "max_queue_rows": get("FRAUD_MAX_QUEUE_ROWS", int, 8_192),
+            "deadline_ms": get("FRAUD_DEADLINE_MS", float, 1_000.0),
+            "inline_max_rows": get("FRAUD_INLINE_MAX_ROWS", int, 16),
+            "capture_dir": Path(capture_dir) if capture_dir else None,
+            "capture_percent": get("FRAUD_CAPTURE_PERCENT", float, 0.0),
+            "endpoint_name": env.get("FRAUD_ENDPOINT_NAME", "local"),
+            "variant_name": env.get("FRAUD_VARIANT_NAME", "AllTraffic"),
+            "identifier_fields": fields,
+            "hmac_secret": env.get("FRAUD_HMAC_SECRET", "").encode(),
+            "emit_emf": env.get("FRAUD_EMIT_EMF", "") in {"1", "true", "yes"},
+        }
+        values.update(overrides)
+        settings = cls(**values)  # type: ignore[arg-type]
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        checks = {
+            "port": 0 <= self.port < 65_536,
+            "workers": self.workers >= 1,
+            "timeout_s": self.timeout_s > 0,
+            "max_payload_bytes": self.max_payload_bytes > 0,
+            "max_batch_size": self.max_batch_size >= 1,
+            "max_delay_us": self.max_delay_us >= 0,
+            "max_queue_rows": self.max_queue_rows >= 1,
+            "deadline_ms": self.deadline_ms > 0,
+            "capture_percent": 0.0 <= self.capture_percent <= 100.0,
+            "batch_strategy": self.batch_strategy in {"MULTI_RECORD", "SINGLE_RECORD"},
+        }
+        bad = [name for name, ok in checks.items() if not ok]
+        if bad:
+            raise SettingsError(f"out of range: {({n: getattr(self, n) for n in bad})}")
+        if self.identifier_fields and not self.hmac_secret:
+            raise SettingsError("FRAUD_IDENTIFIER_FIELDS needs FRAUD_HMAC_SECRET: identifiers "
+                                "are replaced by a keyed hash, never a plain one")
+
+
+def _log_level(raw: str) -> str:
+    # SageMaker passes numeric levels (e.g. "20"); accept names too
+    names = {"10": "DEBUG", "20": "INFO", "30": "WARNING", "40": "ERROR", "50": "CRITICAL"}
+    level = names.get(raw.strip(), raw.strip().upper())
+    if level not in names.values():
+        raise SettingsError(f"SAGEMAKER_CONTAINER_LOG_LEVEL={raw!r} is not a log level")
+    return level

@@ -1,0 +1,152 @@
+"""The micro-batcher on its own: coalescing, own rows back, queue bound, deadline, drain."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import numpy as np
+import pytest
+
+from serving.batcher import BatchStats, MicroBatcher
+from serving.errors import DeadlineExceeded, Overloaded
+
+
+def _rows(i: int, n: int = 1) -> np.ndarray:
+    return np.full((n, 15), float(i), dtype=np.float32)
+
+
+def _double_first_column(x: np.ndarray) -> np.ndarray:
+    return x[:, 0] * 2
+
+
+def test_concurrent_requests_coalesce_and_get_their_own_rows_in_order() -> None:
+    batches: list[tuple[int, int]] = []
+
+    async def main() -> list[np.ndarray]:
+        b = MicroBatcher(
+            _double_first_column,
+            max_batch_rows=64,
+            stats=BatchStats(on_batch=lambda r, q: batches.append((r, q))),
+        )
+        b.start()
+        out = await asyncio.gather(*(b.submit(_rows(i, n=1 + i % 3)) for i in range(32)))
+        await b.close()
+        return out
+
+    results = asyncio.run(main())
+    for i, scores in enumerate(results):
+        assert scores.tolist() == [2.0 * i] * (1 + i % 3)
+    assert sum(q for _, q in batches) == 32
+    assert len(batches) <= 3  # 32 concurrent requests share a handful of calls
+
+
+def test_a_batch_never_exceeds_the_row_limit_unless_one_request_does() -> None:
+    sizes: list[int] = []
+
+    async def main() -> None:
+        b = MicroBatcher(
+            _double_first_column,
+            max_batch_rows=10,
+            stats=BatchStats(on_batch=lambda r, q: sizes.append(r)),
+        )
+        b.start()
+        await asyncio.gather(*(b.submit(_rows(i, 4)) for i in range(10)), b.submit(_rows(0, 25)))
+        await b.close()
+
+    asyncio.run(main())
+    assert max(s for s in sizes if s != 25) <= 10 and 25 in sizes
+
+
+def test_a_full_queue_answers_overloaded_at_once() -> None:
+    def slow(x: np.ndarray) -> np.ndarray:
+        time.sleep(0.05)
+        return x[:, 0]
+
+    async def main() -> list[object]:
+        b = MicroBatcher(slow, max_batch_rows=100, max_queue_rows=40, inline_max_rows=0)
+        b.start()
+        tasks = [asyncio.ensure_future(b.submit(_rows(i, 10))) for i in range(20)]
+        out = await asyncio.gather(*tasks, return_exceptions=True)
+        await b.close()
+        return out
+
+    out = asyncio.run(main())
+    overloaded = [o for o in out if isinstance(o, Overloaded)]
+    assert overloaded and "queue full" in str(overloaded[0])
+    assert any(isinstance(o, np.ndarray) for o in out)
+
+
+def test_a_request_past_its_deadline_fails_instead_of_running_late() -> None:
+    calls: list[int] = []
+
+    def slow(x: np.ndarray) -> np.ndarray:
+        calls.append(len(x))
+        time.sleep(0.2)
+        return x[:, 0]
+
+    async def main() -> list[object]:
+        b = MicroBatcher(slow, max_batch_rows=1, deadline_s=0.05, inline_max_rows=0)
+        b.start()
+        out = await asyncio.gather(*(b.submit(_rows(i)) for i in range(3)), return_exceptions=True)
+        await b.close()
+        return out
+
+    out = asyncio.run(main())
+    assert isinstance(out[0], np.ndarray)
+    assert all(isinstance(o, DeadlineExceeded) for o in out[1:])
+    assert "deadline 50 ms" in str(out[1])
+    assert calls == [1]  # the late ones were never scored
+
+
+def test_close_scores_everything_already_accepted() -> None:
+    async def main() -> tuple[list[np.ndarray], Exception | None]:
+        b = MicroBatcher(_double_first_column, inline_max_rows=0)
+        b.start()
+        tasks = [asyncio.ensure_future(b.submit(_rows(i))) for i in range(50)]
+        await asyncio.sleep(0)
+        await b.close()
+        late: Exception | None = None
+        try:
+            await b.submit(_rows(0))
+        except Overloaded as exc:
+            late = exc
+        return await asyncio.gather(*tasks), late
+
+    done, late = asyncio.run(main())
+    assert [float(d[0]) for d in done] == [2.0 * i for i in range(50)]
+    assert isinstance(late, Overloaded)
+
+
+def test_a_failing_backend_fails_its_batch_not_the_batcher() -> None:
+    calls = {"n": 0}
+
+    def flaky(x: np.ndarray) -> np.ndarray:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("backend fault")
+        return x[:, 0]
+
+    async def main() -> tuple[object, object]:
+        b = MicroBatcher(flaky)
+        b.start()
+        first = await asyncio.gather(b.submit(_rows(1)), return_exceptions=True)
+        second = await b.submit(_rows(2))
+        await b.close()
+        return first[0], second
+
+    first, second = asyncio.run(main())
+    assert isinstance(first, RuntimeError)
+    assert isinstance(second, np.ndarray) and second.tolist() == [2.0]
+
+
+@pytest.mark.parametrize("inline", [0, 1_000])
+def test_inline_and_threaded_scoring_give_identical_results(inline: int) -> None:
+    async def main() -> np.ndarray:
+        b = MicroBatcher(_double_first_column, inline_max_rows=inline)
+        b.start()
+        out = await b.submit(_rows(3, 20))
+        await b.close()
+        return out
+
+    assert asyncio.run(main()).tolist() == [6.0] * 20
