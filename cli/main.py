@@ -20,7 +20,7 @@ from pathlib import Path
 
 from core.errors import FraudError
 
-NOT_BUILT = ("serve", "bench", "loadtest", "deploy", "monitor")
+NOT_BUILT = ("bench", "loadtest", "deploy", "monitor")
 
 
 def _paths(artifacts: Path) -> dict[str, Path]:
@@ -194,6 +194,20 @@ def cmd_package_verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from serving.entrypoint import run
+
+    model_dir = args.model_dir or _paths(args.artifacts)["package"]
+    if not (model_dir / "manifest.json").exists():
+        print(
+            f"fraud serve: error: {model_dir} holds no model package; build one with "
+            "`fraud data && fraud train && fraud export && fraud optimize` (or make serve)",
+            file=sys.stderr,
+        )
+        return 1
+    return run(os.environ, model_dir=model_dir, port=args.port, workers=args.workers)
+
+
 def cmd_not_built(args: argparse.Namespace) -> int:
     print(f"fraud {args.command}: not built yet (see the open issues)", file=sys.stderr)
     return 2
@@ -266,6 +280,16 @@ def build_parser(artifacts: Path) -> argparse.ArgumentParser:
     v = package_sub.add_parser("verify", help="check every checksum and the parity figures")
     v.add_argument("dir", type=Path)
     v.set_defaults(func=cmd_package_verify)
+
+    p = sub.add_parser("serve", help="serve the model package (SageMaker's HTTP contract)")
+    p.add_argument("--model-dir", type=Path, help="model package (default: the demo package)")
+    p.add_argument("--port", type=int, help="port (default SAGEMAKER_BIND_TO_PORT or 8080)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        help="worker processes (default SAGEMAKER_MODEL_SERVER_WORKERS or one per core)",
+    )
+    p.set_defaults(func=cmd_serve)
 
     for name in NOT_BUILT:
         p = sub.add_parser(name, help="not built yet")

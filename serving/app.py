@@ -30,6 +30,7 @@ from serving.capture import DataCapture
 from serving.errors import (
     BadRequest,
     NotReady,
+    Overloaded,
     PayloadTooLarge,
     ServingError,
 )
@@ -57,19 +58,32 @@ class FraudApp:
         self.metrics = ServerMetrics(list(FEATURE_NAMES))
         m = self.metrics
         self.batcher = MicroBatcher(
-            self._score, max_batch_rows=settings.max_batch_size,
-            max_delay_us=settings.max_delay_us, max_queue_rows=settings.max_queue_rows,
-            deadline_s=settings.deadline_ms / 1e3, inline_max_rows=settings.inline_max_rows,
-            stats=BatchStats(on_batch=lambda rows, _: m.batch_rows.observe(rows),
-                             on_wait=m.queue_wait.observe, on_compute=m.compute.observe),
+            self._score,
+            max_batch_rows=settings.max_batch_size,
+            max_delay_us=settings.max_delay_us,
+            max_queue_rows=settings.max_queue_rows,
+            deadline_s=settings.deadline_ms / 1e3,
+            inline_max_rows=settings.inline_max_rows,
+            stats=BatchStats(
+                on_batch=lambda rows, _: m.batch_rows.observe(rows),
+                on_wait=m.queue_wait.observe,
+                on_compute=m.compute.observe,
+            ),
         )
         self.hasher = IdentifierHasher(settings.identifier_fields, settings.hmac_secret)
         self.capture: DataCapture | None = None
         if settings.capture_dir is not None and settings.capture_percent > 0:
-            self.capture = DataCapture(settings.capture_dir, settings.endpoint_name,
-                                       settings.variant_name, settings.capture_percent,
-                                       self.hasher)
+            self.capture = DataCapture(
+                settings.capture_dir,
+                settings.endpoint_name,
+                settings.variant_name,
+                settings.capture_percent,
+                self.hasher,
+            )
         self.ready = False
+        self.draining = False
+        self.in_flight = 0
+        self._last_request = time.monotonic()
         self.load_error: str | None = None
         self._load_task: asyncio.Future[None] | None = None
 
@@ -80,8 +94,11 @@ class FraudApp:
             self.scorer.load()
         except Exception as exc:  # a bad package keeps /ping at 503, with the reason
             self.load_error = f"{type(exc).__name__}: {exc}"
-            log.error("model package refused", exc_info=True,
-                      extra={"fields": {"model_dir": str(self.settings.model_dir)}})
+            log.error(
+                "model package refused",
+                exc_info=True,
+                extra={"fields": {"model_dir": str(self.settings.model_dir)}},
+            )
             return
         self.metrics.set_model(self.scorer.model_version, self.scorer.thresholds_version)
         self.ready = True
@@ -97,6 +114,14 @@ class FraudApp:
         if self.capture is not None:
             await asyncio.get_running_loop().run_in_executor(None, self.capture.close)
         log.info("shut down", extra={"fields": {"captured": getattr(self.capture, "written", 0)}})
+
+    def begin_drain(self) -> None:
+        """Shutdown began: answer new requests 503 with ``Connection: close``."""
+        self.draining = True
+        log.info("draining")
+
+    def idle_for_s(self) -> float:
+        return time.monotonic() - self._last_request
 
     async def wait_ready(self, timeout_s: float = 60.0) -> None:
         """For tests and tools: wait until the model loaded (or failed to)."""
@@ -114,28 +139,41 @@ class FraudApp:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         request_id = headers.get("x-amzn-sagemaker-inference-id") or uuid.uuid4().hex
         path, method = scope["path"], scope["method"]
+        self.in_flight += 1
+        self._last_request = time.monotonic()
         try:
             if path == "/invocations" and method == "POST":
-                await self._invocations(headers, request_id, receive, send)
+                await self._invocations(scope, headers, request_id, receive, send)
             elif path == "/ping" and method == "GET":
                 await self._ping(request_id, send)
             elif path == "/execution-parameters" and method == "GET":
                 await _respond(send, 200, json.dumps(self._execution_parameters()).encode())
             elif path == "/metrics" and method == "GET":
-                await _respond(send, 200, self.metrics.render(),
-                               self.metrics.content_type.encode())
+                await _respond(send, 200, self.metrics.render(), self.metrics.content_type.encode())
             else:
-                await self._error(send, request_id, 404, "not_found",
-                                  f"no route {method} {path}; routes: GET /ping, POST "
-                                  "/invocations, GET /execution-parameters, GET /metrics")
+                await self._error(
+                    send,
+                    request_id,
+                    404,
+                    "not_found",
+                    f"no route {method} {path}; routes: GET /ping, POST "
+                    "/invocations, GET /execution-parameters, GET /metrics",
+                )
                 return
         except ServingError as exc:
             await self._error(send, request_id, exc.http_status, exc.code, str(exc))
             self.metrics.requests.labels(path, str(exc.http_status)).inc()
         except Exception:
-            log.error("unhandled error", exc_info=True, extra={"fields": {"request_id": request_id}})
-            await self._error(send, request_id, 500, "internal_error",
-                              "internal error; the request id finds it in the logs")
+            log.error(
+                "unhandled error", exc_info=True, extra={"fields": {"request_id": request_id}}
+            )
+            await self._error(
+                send,
+                request_id,
+                500,
+                "internal_error",
+                "internal error; the request id finds it in the logs",
+            )
             self.metrics.requests.labels(path, "500").inc()
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
@@ -156,9 +194,11 @@ class FraudApp:
         await _respond(send, 200, b"", b"text/plain")
 
     def _execution_parameters(self) -> dict[str, object]:
-        return {"MaxConcurrentTransforms": self.settings.max_concurrent_transforms,
-                "BatchStrategy": self.settings.batch_strategy,
-                "MaxPayloadInMB": max(1, self.settings.max_payload_bytes // MB)}
+        return {
+            "MaxConcurrentTransforms": self.settings.max_concurrent_transforms,
+            "BatchStrategy": self.settings.batch_strategy,
+            "MaxPayloadInMB": max(1, self.settings.max_payload_bytes // MB),
+        }
 
     # -- /invocations ----------------------------------------------------------------------
 
@@ -183,9 +223,12 @@ class FraudApp:
     def _score(self, x: np.ndarray) -> np.ndarray:
         return self.scorer.score(x)
 
-    async def _invocations(self, headers: dict[str, str], request_id: str, receive: Receive,
-                           send: Send) -> None:
+    async def _invocations(
+        self, scope: Scope, headers: dict[str, str], request_id: str, receive: Receive, send: Send
+    ) -> None:
         started = time.perf_counter()
+        if self.draining:
+            raise Overloaded("shutting down; retry on another instance")
         if not self.ready:
             raise NotReady(f"not ready: {self.load_error or 'the model package is still loading'}")
         body = await self._read_body(headers, receive)
@@ -193,24 +236,29 @@ class FraudApp:
         accept = codecs.negotiate(headers.get("accept"), self.settings.default_accept)
         decoded = codecs.decode(body, content_type, self.scorer.feature_names)
         validation.check_possible(decoded.x, self.scorer.feature_names)
-        flagged, per_feature = validation.out_of_range(decoded.x, self.scorer.mins,
-                                                       self.scorer.maxs)
+        flagged, per_feature = validation.out_of_range(
+            decoded.x, self.scorer.mins, self.scorer.maxs
+        )
         if per_feature.any():
             self.metrics.count_out_of_range(per_feature.tolist())
         self.metrics.queue_depth.set(self.batcher.queued_rows + len(decoded.x))
-        scores = await self.batcher.submit(decoded.x)
+        scores = await self.batcher.submit(decoded.x, client=scope.get("client"))
         decisions = self.scorer.decisions(scores)
         predictions: list[dict[str, object]] = []
         for i, (score, decision) in enumerate(zip(scores.tolist(), decisions, strict=True)):
-            p: dict[str, object] = {"score": score, "decision": decision,
-                                    "out_of_range": bool(flagged[i])}
+            p: dict[str, object] = {
+                "score": score,
+                "decision": decision,
+                "out_of_range": bool(flagged[i]),
+            }
             if decoded.extras is not None:
                 p.update({k: v for k, v in decoded.extras[i].items() if k not in p})
             predictions.append(p)
             self.metrics.decisions.labels(decision).inc()
-        out = codecs.encode(predictions, accept, self.scorer.model_version,
-                            self.scorer.thresholds_version)
-        extra_headers = [(b"x-request-id", request_id.encode())]
+        out = codecs.encode(
+            predictions, accept, self.scorer.model_version, self.scorer.thresholds_version
+        )
+        extra_headers = self._headers(request_id)
         attributes = headers.get("x-amzn-sagemaker-custom-attributes")
         if attributes is not None:
             extra_headers.append((b"x-amzn-sagemaker-custom-attributes", attributes.encode()))
@@ -219,38 +267,73 @@ class FraudApp:
         self.metrics.latency.observe(elapsed)
         self.metrics.requests.labels("/invocations", "200").inc()
         try:
-            self._record(request_id, headers, body, content_type, out, accept, predictions,
-                         elapsed)
+            self._record(request_id, headers, body, content_type, out, accept, predictions, elapsed)
         except Exception:  # the caller has its answer; a logging fault must not turn it 500
-            log.error("recording failed", exc_info=True, extra={"fields": {"request_id": request_id}})
+            log.error(
+                "recording failed", exc_info=True, extra={"fields": {"request_id": request_id}}
+            )
 
-    def _record(self, request_id: str, headers: dict[str, str], body: bytes,
-                content_type: str | None, out: bytes, accept: str,
-                predictions: list[dict[str, object]], elapsed_s: float) -> None:
+    def _record(
+        self,
+        request_id: str,
+        headers: dict[str, str],
+        body: bytes,
+        content_type: str | None,
+        out: bytes,
+        accept: str,
+        predictions: list[dict[str, object]],
+        elapsed_s: float,
+    ) -> None:
         """Audit log (one record per decision), capture and EMF: after the response is sent."""
         if decision_log.isEnabledFor(logging.INFO):
             for p in predictions:
-                fields = {"request_id": request_id, "model_version": self.scorer.model_version,
-                          "thresholds_version": self.scorer.thresholds_version,
-                          **self.hasher.redact(p)}
+                fields = {
+                    "request_id": request_id,
+                    "model_version": self.scorer.model_version,
+                    "thresholds_version": self.scorer.thresholds_version,
+                    **self.hasher.redact(p),
+                }
                 decision_log.info("decision", extra={"fields": fields})
         if self.capture is not None and self.capture.should_capture():
-            self.capture.submit(body, content_type or "application/json", out, accept,
-                                headers.get("x-amzn-sagemaker-inference-id"))
+            self.capture.submit(
+                body,
+                content_type or "application/json",
+                out,
+                accept,
+                headers.get("x-amzn-sagemaker-inference-id"),
+            )
         if self.settings.emit_emf:
-            print(emf_line("FraudInference", {"ModelVersion": self.scorer.model_version},
-                           {"latency_ms": elapsed_s * 1e3, "rows": len(predictions)}),
-                  flush=False)
+            print(
+                emf_line(
+                    "FraudInference",
+                    {"ModelVersion": self.scorer.model_version},
+                    {"latency_ms": elapsed_s * 1e3, "rows": len(predictions)},
+                ),
+                flush=False,
+            )
 
-    async def _error(self, send: Send, request_id: str, status: int, code: str,
-                     message: str) -> None:
-        body = json.dumps({"error": {"code": code, "message": message[:1000],
-                                     "request_id": request_id}}).encode()
-        await _respond(send, status, body, JSON, [(b"x-request-id", request_id.encode())])
+    async def _error(
+        self, send: Send, request_id: str, status: int, code: str, message: str
+    ) -> None:
+        body = json.dumps(
+            {"error": {"code": code, "message": message[:1000], "request_id": request_id}}
+        ).encode()
+        await _respond(send, status, body, JSON, self._headers(request_id))
+
+    def _headers(self, request_id: str) -> list[tuple[bytes, bytes]]:
+        out = [(b"x-request-id", request_id.encode())]
+        if self.draining:  # uvicorn closes the connection after this response
+            out.append((b"connection", b"close"))
+        return out
 
 
-async def _respond(send: Send, status: int, body: bytes, content_type: bytes = JSON,
-                   extra: list[tuple[bytes, bytes]] | None = None) -> None:
+async def _respond(
+    send: Send,
+    status: int,
+    body: bytes,
+    content_type: bytes = JSON,
+    extra: list[tuple[bytes, bytes]] | None = None,
+) -> None:
     headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
     if extra:
         headers += extra

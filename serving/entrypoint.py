@@ -3,9 +3,9 @@
 Settings are read from the environment once, here (``Settings.from_env``). With one worker
 the app runs in this process; with several, uvicorn's process manager starts them, replaces
 any that dies, and each worker builds its app through :func:`create_app` (which reads the
-same environment, passed down by the parent). SIGTERM: uvicorn stops accepting, finishes
-in-flight requests (within ``GRACEFUL_S``, well inside SageMaker's 30 s), then the lifespan
-shutdown drains the batcher and flushes captured data.
+same environment, passed down by the parent). SIGTERM: see ``serving.server`` (stop
+listening, answer what is still read, then uvicorn's shutdown within ``GRACEFUL_S``, well
+inside SageMaker's 30 s; the lifespan shutdown drains the batcher and flushes captured data).
 """
 
 from __future__ import annotations
@@ -28,12 +28,17 @@ def create_app() -> object:
     return FraudApp(settings)
 
 
-def run(env: Mapping[str, str], model_dir: Path | None = None, port: int | None = None,
-        workers: int | None = None) -> int:
+def run(
+    env: Mapping[str, str],
+    model_dir: Path | None = None,
+    port: int | None = None,
+    workers: int | None = None,
+) -> int:
     import uvicorn
 
     from serving import logs
     from serving.app import FraudApp
+    from serving.server import run_single
     from serving.settings import Settings, SettingsError
 
     overrides: dict[str, object] = {}
@@ -49,21 +54,29 @@ def run(env: Mapping[str, str], model_dir: Path | None = None, port: int | None 
         print(f"serve: error: {exc}", file=sys.stderr)
         return 1
     logs.configure(settings.log_level)
-    common = {"host": settings.host, "port": settings.port, "lifespan": "on",
-              "http": "httptools", "loop": "uvloop", "access_log": False, "log_config": None,
-              "timeout_graceful_shutdown": GRACEFUL_S, "timeout_keep_alive": 75}
+    common = {
+        "host": settings.host,
+        "port": settings.port,
+        "lifespan": "on",
+        "http": "httptools",
+        "loop": "uvloop",
+        "access_log": False,
+        "log_config": None,
+        "timeout_graceful_shutdown": GRACEFUL_S,
+        "timeout_keep_alive": 75,
+    }
     if settings.workers == 1:
-        uvicorn.run(FraudApp(settings), **common)  # type: ignore[arg-type]
+        run_single(uvicorn.Config(FraudApp(settings), **common))  # type: ignore[arg-type]
         return 0
     # worker processes rebuild the settings from the environment: hand them the overrides
-    os.environ.update({"SAGEMAKER_BIND_TO_PORT": str(settings.port),
-                       "FRAUD_SAGEMAKER_ROOT": str(Path(settings.model_dir).parent)})
-    if settings.model_dir.name != "model":
-        print("serve: error: with several workers the model directory must be <root>/model",
-              file=sys.stderr)
-        return 1
-    uvicorn.run("serving.entrypoint:create_app", factory=True, workers=settings.workers,
-                **common)  # type: ignore[arg-type]
+    os.environ.update(
+        {
+            "SAGEMAKER_BIND_TO_PORT": str(settings.port),
+            "SAGEMAKER_MODEL_SERVER_WORKERS": str(settings.workers),
+            "FRAUD_MODEL_DIR": str(settings.model_dir),
+        }
+    )
+    uvicorn.run("serving.entrypoint:create_app", factory=True, workers=settings.workers, **common)  # type: ignore[arg-type]
     return 0
 
 

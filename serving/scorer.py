@@ -24,8 +24,12 @@ log = logging.getLogger("fraud.serving.scorer")
 
 
 class Scorer:
-    def __init__(self, package_dir: Path, thread_options: list[int] | None = None,
-                 timing_budget_s: float = 0.02) -> None:
+    def __init__(
+        self,
+        package_dir: Path,
+        thread_options: list[int] | None = None,
+        timing_budget_s: float = 0.02,
+    ) -> None:
         self.package_dir = Path(package_dir)
         self.thread_options = thread_options or [1]
         self.timing_budget_s = timing_budget_s
@@ -52,15 +56,25 @@ class Scorer:
         self.feature_names = [f["name"] for f in features]
         self.mins = np.array([f["min"] for f in features], dtype=np.float32)
         self.maxs = np.array([f["max"] for f in features], dtype=np.float32)
-        backends = candidates(self.package_dir, list(self.manifest["variants"]),
-                              self.thread_options)
-        chosen, timings, failures = select(backends, len(features), BATCH_SIZES,
-                                           self.timing_budget_s)
+        backends = candidates(
+            self.package_dir, list(self.manifest["variants"]), self.thread_options
+        )
+        chosen, timings, failures = select(
+            backends, len(features), BATCH_SIZES, self.timing_budget_s
+        )
         self._by_bucket = chosen
         self.selection = {b: backend.name for b, backend in chosen.items()}
-        log.info("model loaded", extra={"fields": {
-            "model_version": self.model_version, "thresholds_version": self.thresholds_version,
-            "selection": self.selection, "load_failures": failures}})
+        log.info(
+            "model loaded",
+            extra={
+                "fields": {
+                    "model_version": self.model_version,
+                    "thresholds_version": self.thresholds_version,
+                    "selection": self.selection,
+                    "load_failures": failures,
+                }
+            },
+        )
         for bucket in self._by_bucket:  # warm-up: first runs allocate arenas
             self.score(np.zeros((bucket, len(features)), dtype=np.float32))
 

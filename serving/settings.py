@@ -60,18 +60,23 @@ class Settings:
 
         cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
         capture_dir = env.get("FRAUD_CAPTURE_DIR")
-        fields = tuple(f.strip() for f in env.get("FRAUD_IDENTIFIER_FIELDS", "").split(",")
-                       if f.strip())
+        fields = tuple(
+            f.strip() for f in env.get("FRAUD_IDENTIFIER_FIELDS", "").split(",") if f.strip()
+        )
         values: dict[str, object] = {
-            "model_dir": Path(env.get("FRAUD_SAGEMAKER_ROOT", "/opt/ml")) / "model",
+            "model_dir": Path(
+                env.get("FRAUD_MODEL_DIR")
+                or Path(env.get("FRAUD_SAGEMAKER_ROOT", "/opt/ml")) / "model"
+            ),
             "host": env.get("FRAUD_BIND_HOST", "0.0.0.0"),
             "port": get("SAGEMAKER_BIND_TO_PORT", int, 8080),
             "workers": get("SAGEMAKER_MODEL_SERVER_WORKERS", int, cpus),
             "timeout_s": get("SAGEMAKER_MODEL_SERVER_TIMEOUT", float, 60.0),
-            "default_accept": env.get("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT",
-                                      "application/json"),
-            "max_payload_bytes": int(float(get("SAGEMAKER_MAX_PAYLOAD_IN_MB", float, 6.0))  # type: ignore[arg-type]
-                                     * MB),
+            "default_accept": env.get("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT", "application/json"),
+            "max_payload_bytes": int(
+                float(get("SAGEMAKER_MAX_PAYLOAD_IN_MB", float, 6.0))  # type: ignore[arg-type]
+                * MB
+            ),
             "batch_strategy": env.get("SAGEMAKER_BATCH_STRATEGY", "MULTI_RECORD"),
             "max_concurrent_transforms": get("SAGEMAKER_MAX_CONCURRENT_TRANSFORMS", int, 1),
             "log_level": _log_level(env.get("SAGEMAKER_CONTAINER_LOG_LEVEL", "INFO")),
@@ -108,10 +113,12 @@ class Settings:
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
-            raise SettingsError(f"out of range: {({n: getattr(self, n) for n in bad})}")
+            raise SettingsError(f"out of range: { ({n: getattr(self, n) for n in bad}) }")
         if self.identifier_fields and not self.hmac_secret:
-            raise SettingsError("FRAUD_IDENTIFIER_FIELDS needs FRAUD_HMAC_SECRET: identifiers "
-                                "are replaced by a keyed hash, never a plain one")
+            raise SettingsError(
+                "FRAUD_IDENTIFIER_FIELDS needs FRAUD_HMAC_SECRET: identifiers "
+                "are replaced by a keyed hash, never a plain one"
+            )
 
 
 def _log_level(raw: str) -> str:

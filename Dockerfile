@@ -1,0 +1,68 @@
+# syntax=docker/dockerfile:1
+# CPU image of the fraud-scoring service: a SageMaker bring-your-own container for the CPU
+# variants (ml.c6i, ml.c5). SageMaker runs it as `docker run IMAGE serve` (endpoints, batch
+# transform) or `docker run IMAGE train` (training jobs); docker/entrypoint.sh dispatches the
+# word to the console script of that name. No model is baked in: SageMaker mounts it at
+# /opt/ml/model (and the training inputs and outputs under /opt/ml).
+#
+#   docker build -t fraud-inference:cpu .
+#
+# The GPU image (Dockerfile.gpu) follows the same layout; keep the two in step.
+FROM python:3.11-slim-bookworm
+
+# the server listens on SAGEMAKER_BIND_TO_PORT when SageMaker sets it (8080 otherwise)
+LABEL com.amazonaws.sagemaker.capabilities.accept-bind-to-port=true
+
+ENV PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    VIRTUAL_ENV=/opt/venv \
+    PATH=/opt/venv/bin:$PATH
+
+WORKDIR /opt/program
+
+# The venv gets a RUN of its own: sh remembers where it first found `python`, so in the RUN
+# that creates /opt/venv a bare `python` would go on meaning the system one.
+RUN python -m venv /opt/venv \
+    && /opt/venv/bin/python -m pip install --no-cache-dir pip==26.3
+
+# Dependencies first and from the lock alone, so this layer is rebuilt only when the lock
+# changes. No apt packages are needed: every native library the wheels load beyond glibc,
+# libstdc++ and zlib is vendored in the wheels (xgboost-cpu brings its own libgomp).
+# torch: the lock pins torch==2.13.0, and PyPI's build of that version is the CUDA one, which
+# pulls gigabytes of nvidia-* wheels a CPU host never uses. PyTorch's CPU index serves
+# 2.13.0+cpu: it satisfies ==2.13.0 (a local label is ignored by ==) and sorts above the
+# plain 2.13.0, so pip takes it; the check after the install fails the build if it did not.
+# Every other package resolves to the version the lock pins, whichever index serves it.
+COPY requirements.lock ./
+RUN pip install --no-cache-dir --extra-index-url https://download.pytorch.org/whl/cpu \
+        -r requirements.lock \
+    && python -c "import torch; assert torch.version.cuda is None, torch.__version__"
+
+# The project itself, without dependencies (the lock brought them all). Only the packages
+# pyproject.toml lists are copied, so the build context's .venv/ and artifacts/ (where a
+# trained model may sit) never reach the image.
+COPY pyproject.toml README.md ./
+COPY cli/ cli/
+COPY core/ core/
+COPY model/ model/
+COPY optimize/ optimize/
+COPY serving/ serving/
+COPY deploy/ deploy/
+COPY benchmarks/ benchmarks/
+RUN pip install --no-cache-dir --no-deps --no-build-isolation . \
+    && rm -rf build ./*.egg-info
+
+COPY --chmod=0755 docker/entrypoint.sh /usr/local/bin/sagemaker-entrypoint
+
+# Root, on purpose. SageMaker runs the container as the image's user and mounts /opt/ml
+# (model, input, output, checkpoints) from the host as root-owned directories; `train` must
+# write the model, checkpoints and failure file there, and SageMaker offers no setting to
+# change the user or those mounts' owner. A non-root user would break training jobs, and the
+# same image serves both. (0 rather than "root": a numeric id needs no passwd lookup.)
+# hadolint ignore=DL3002
+USER 0
+
+EXPOSE 8080
+
+ENTRYPOINT ["/usr/local/bin/sagemaker-entrypoint"]
