@@ -1,8 +1,9 @@
 """Training hyperparameters: one frozen object, parsed from strings (SageMaker passes strings).
 
 Defaults are the configuration chosen on the four validation folds (training windows from
-2018-07-11, 07-04, 06-27, 06-20; see benchmarks/RESULTS.md "Model quality"); the test
-week played no part in choosing them.
+2018-07-11, 07-04, 06-27, 06-20; see benchmarks/RESULTS.md "Model quality"): SiLU with a
+per-step cosine decay from lr 1e-2 gained +0.0126 AP over ReLU at a constant 3e-3 there (16
+fold x seed pairs). The test week played no part in choosing them.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ class Hyperparameters:
     hidden: tuple[int, ...] = (128, 64)
     dropout: float = 0.2
     n_members: int = 3
-    learning_rate: float = 3e-3
+    activation: str = "silu"
+    learning_rate: float = 1e-2
     weight_decay: float = 1e-5
     batch_size: int = 1024
     max_epochs: int = 20
@@ -40,6 +42,7 @@ class Hyperparameters:
             "batch_size": self.batch_size >= 1,
             "max_epochs": self.max_epochs >= 1,
             "patience": self.patience >= 1,
+            "activation": self.activation in {"relu", "silu"},
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
@@ -90,4 +93,6 @@ def _parse(hint: object, value: object) -> object:
         return int(text)
     if hint is float:
         return float(text)
+    if hint is str:
+        return text
     raise TypeError(f"no parser for {hint}")

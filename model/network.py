@@ -7,8 +7,9 @@ so an exported graph is self-contained:
 1. derived inputs: log1p of non-negative amounts and counts, and log-ratios of the amount to
    the customer's mean amounts (scenario-3 fraud multiplies a card's amounts);
 2. standardisation with training-period statistics (buffers ``center`` and ``scale``);
-3. an ensemble of MLPs computed as one batched MLP (weights (members, in, out), one bmm per
-   layer for all members; members share the input, their logits are averaged);
+3. an ensemble of MLPs (ReLU or SiLU) computed as one batched MLP (weights (members, in,
+   out), one bmm per layer for all members; members share the input, their logits are
+   averaged);
 4. Platt calibration of the averaged logit (buffers ``calib_slope``, ``calib_intercept``).
 """
 
@@ -16,6 +17,8 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+
+ACTIVATIONS = {"relu": torch.relu, "silu": nn.functional.silu}
 
 
 class FraudNet(nn.Module):
@@ -35,9 +38,14 @@ class FraudNet(nn.Module):
         hidden: list[int],
         dropout: float = 0.0,
         n_members: int = 1,
+        activation: str = "relu",
     ) -> None:
         super().__init__()
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation {activation!r}; expected one of {sorted(ACTIVATIONS)}")
         self.n_features = n_features
+        self.activation = activation
+        self.act = ACTIVATIONS[activation]
         self.register_buffer("log_idx", torch.tensor(log_columns, dtype=torch.long))
         self.register_buffer("num_idx", torch.tensor([a for a, _ in ratio_pairs], dtype=torch.long))
         self.register_buffer("den_idx", torch.tensor([b for _, b in ratio_pairs], dtype=torch.long))
@@ -66,7 +74,7 @@ class FraudNet(nn.Module):
         z = (self.inputs(x) - self.center) / self.scale
         h = z.unsqueeze(0).expand(self.n_members, -1, -1)  # (members, batch, n_inputs)
         for layer in self.hidden_layers:
-            h = self.dropout(torch.relu(layer(h)))
+            h = self.dropout(self.act(layer(h)))
         return self.head(h).squeeze(2)
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:

@@ -9,6 +9,7 @@ with exactly the weights of an uninterrupted run.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from pathlib import Path
 
@@ -48,7 +49,17 @@ def build_network(hp: Hyperparameters) -> FraudNet:
         hidden=list(hp.hidden),
         dropout=hp.dropout,
         n_members=hp.n_members,
+        activation=hp.activation,
     )
+
+
+def cosine_lr(hp: Hyperparameters, step: int, steps_per_epoch: int) -> float:
+    """Per-step cosine decay from ``learning_rate`` to 0 over ``max_epochs`` epochs. The
+    schedule spans max_epochs whatever the run's length, so a final run that stops at the
+    validation run's best epoch follows the same trajectory; it depends on the step only, so
+    a resumed run needs no extra state."""
+    total = hp.max_epochs * steps_per_epoch
+    return hp.learning_rate * 0.5 * (1 + math.cos(math.pi * min(step, total) / total))
 
 
 def network_config(hp: Hyperparameters) -> dict[str, object]:
@@ -60,6 +71,7 @@ def network_config(hp: Hyperparameters) -> dict[str, object]:
         "hidden": list(hp.hidden),
         "dropout": hp.dropout,
         "n_members": hp.n_members,
+        "activation": hp.activation,
     }
 
 
@@ -135,8 +147,11 @@ def fit(
         model.train()
         perm = torch.randperm(len(xt), generator=shuffler)
         total = 0.0
-        for i in range(0, len(perm), hp.batch_size):
+        steps_per_epoch = math.ceil(len(perm) / hp.batch_size)
+        for b, i in enumerate(range(0, len(perm), hp.batch_size)):
             idx = perm[i : i + hp.batch_size]
+            for group in optim.param_groups:
+                group["lr"] = cosine_lr(hp, epoch * steps_per_epoch + b, steps_per_epoch)
             # each member gets its own loss: independent models trained on the same batches
             member_logits = model.member_logits(xt[idx])  # (members, batch)
             loss = loss_fn(member_logits, yt[idx].expand_as(member_logits)) * hp.n_members

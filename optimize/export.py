@@ -46,7 +46,7 @@ class InferenceForm(nn.Module):
             h = z
             for layer in net.hidden_layers:
                 assert isinstance(layer, EnsembleLinear)
-                h = torch.relu(F.linear(h, layer.weight[k].T, layer.bias[k, 0]))
+                h = net.act(F.linear(h, layer.weight[k].T, layer.bias[k, 0]))
             logit = F.linear(h, net.head.weight[k].T, net.head.bias[k, 0])  # (batch, 1)
             total = logit if total is None else total + logit
         assert total is not None
