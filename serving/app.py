@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from core.features import FEATURE_NAMES
+from optimize.thresholds import DECISIONS
 from serving import codecs, validation
 from serving.batcher import BatchStats, MicroBatcher
 from serving.capture import DataCapture
@@ -83,6 +84,10 @@ class FraudApp:
         self.ready = False
         self.draining = False
         self.in_flight = 0
+        self._requests = 0
+        self._id_prefix = uuid.uuid4().hex[:12]
+        self._ok = self.metrics.requests.labels("/invocations", "200")
+        self._decision_counters = {d: self.metrics.decisions.labels(d) for d in DECISIONS}
         self._last_request = time.monotonic()
         self.load_error: str | None = None
         self._load_task: asyncio.Future[None] | None = None
@@ -115,6 +120,11 @@ class FraudApp:
             await asyncio.get_running_loop().run_in_executor(None, self.capture.close)
         log.info("shut down", extra={"fields": {"captured": getattr(self.capture, "written", 0)}})
 
+    def _next_id(self) -> str:
+        # unique per process and request, far cheaper than uuid4 on the hot path
+        self._requests += 1
+        return f"{self._id_prefix}-{self._requests:x}"
+
     def begin_drain(self) -> None:
         """Shutdown began: answer new requests 503 with ``Connection: close``."""
         self.draining = True
@@ -137,7 +147,7 @@ class FraudApp:
         if scope["type"] != "http":
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        request_id = headers.get("x-amzn-sagemaker-inference-id") or uuid.uuid4().hex
+        request_id = headers.get("x-amzn-sagemaker-inference-id") or self._next_id()
         path, method = scope["path"], scope["method"]
         self.in_flight += 1
         self._last_request = time.monotonic()
@@ -254,7 +264,7 @@ class FraudApp:
             if decoded.extras is not None:
                 p.update({k: v for k, v in decoded.extras[i].items() if k not in p})
             predictions.append(p)
-            self.metrics.decisions.labels(decision).inc()
+            self._decision_counters[decision].inc()
         out = codecs.encode(
             predictions, accept, self.scorer.model_version, self.scorer.thresholds_version
         )
@@ -265,7 +275,7 @@ class FraudApp:
         await _respond(send, 200, out, accept.encode(), extra_headers)
         elapsed = time.perf_counter() - started
         self.metrics.latency.observe(elapsed)
-        self.metrics.requests.labels("/invocations", "200").inc()
+        self._ok.inc()
         try:
             self._record(request_id, headers, body, content_type, out, accept, predictions, elapsed)
         except Exception:  # the caller has its answer; a logging fault must not turn it 500

@@ -30,7 +30,9 @@ def test_concurrent_requests_coalesce_and_get_their_own_rows_in_order() -> None:
             stats=BatchStats(on_batch=lambda r, q: batches.append((r, q))),
         )
         b.start()
-        out = await asyncio.gather(*(b.submit(_rows(i, n=1 + i % 3)) for i in range(32)))
+        out = await asyncio.gather(
+            *(b.submit(_rows(i, n=1 + i % 3), client=("10.0.0.1", i)) for i in range(32))
+        )
         await b.close()
         return out
 
@@ -150,3 +152,21 @@ def test_inline_and_threaded_scoring_give_identical_results(inline: int) -> None
         return out
 
     assert asyncio.run(main()).tolist() == [6.0] * 20
+
+
+def test_a_lone_client_is_scored_at_once_without_waiting_for_company() -> None:
+    waits: list[float] = []
+
+    async def main() -> list[np.ndarray]:
+        b = MicroBatcher(
+            _double_first_column, max_delay_us=50_000, stats=BatchStats(on_wait=waits.append)
+        )
+        b.start()
+        out = []
+        for i in range(5):  # one connection, one request at a time (concurrency 1)
+            out.append(await b.submit(_rows(i), client=("10.0.0.1", 5000)))
+        await b.close()
+        return out
+
+    assert [float(o[0]) for o in asyncio.run(main())] == [0.0, 2.0, 4.0, 6.0, 8.0]
+    assert waits == [0.0] * 5  # scored on arrival: no queue wait, no max-delay wait
