@@ -4,9 +4,9 @@ A collector task takes the queued requests, waits for more (bounded by ``max_del
 ``max_batch_rows``), scores them in one call and hands each request exactly its own rows
 back, in order. How long it waits depends on how many clients are active: the app names the
 connection of each request, and while fewer requests are queued than connections were active
-in the last ``ACTIVE_WINDOW_S``, the collector waits for the others up to the max delay. A
-lone client (concurrency 1) never waits for company: its request is scored after one yield
-to the event loop (which also collects bursts that are already read).
+in the last ``ACTIVE_WINDOW_S`` and the arrival rate predicts one within the remaining
+delay, the collector waits for the others up to the max delay. A request with no company
+expected (a lone client, or arrivals further apart than the max delay) is scored at once.
 
 Small batches are scored inline on the event loop: handing them to a thread costs about as
 much as scoring them (measured here: ~40-60 us a hand-off against 20-40 us to score one
@@ -72,6 +72,8 @@ class MicroBatcher:
         self._wakeup: asyncio.Event | None = None
         self._arrival: asyncio.Event | None = None
         self._clients: dict[object, float] = {}  # connection -> last request time
+        self._last_arrival: float | None = None
+        self._interval_s = 0.0  # moving average of the time between arrivals
         self._task: asyncio.Task[None] | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="score")
         self._closing = False
@@ -100,6 +102,9 @@ class MicroBatcher:
                 f"queue full ({self._queued_rows} rows waiting, limit {self.max_queue_rows})"
             )
         now = time.perf_counter()
+        if self._last_arrival is not None:
+            self._interval_s += 0.1 * (min(now - self._last_arrival, 1.0) - self._interval_s)
+        self._last_arrival = now
         if client is not None:
             self._clients[client] = now
         if (
@@ -107,10 +112,11 @@ class MicroBatcher:
             and not self._queue
             and not self._busy
             and len(x) <= self.inline_max_rows
-            and self._active_clients(now) <= 1
+            and (self._interval_s > self.max_delay_s or self._active_clients(now) <= 1)
         ):
-            # fast path: a lone small request scores at once, without a trip through the
-            # collector (saves a few event-loop iterations at concurrency 1)
+            # fast path: a small request with no company expected (one active client, or
+            # arrivals further apart than the max delay) scores at once, without a trip
+            # through the collector (saves a few event-loop iterations)
             self._busy = True
             try:
                 scores = self._score(x)
@@ -160,7 +166,10 @@ class MicroBatcher:
             remaining = self.max_delay_s - (now - start)
             if rows >= self.max_batch_rows or self._queue or remaining <= 0:
                 return batch
-            if len(batch) >= self._active_clients(now):
+            # wait for company only if other clients are active and, at the current arrival
+            # rate, one is expected within the remaining delay (at a low rate spread over many
+            # idle keep-alive connections, waiting would only add latency)
+            if len(batch) >= self._active_clients(now) or remaining < self._interval_s:
                 seen = len(self._queue)
                 await asyncio.sleep(0)  # let the loop read requests that are already waiting
                 if len(self._queue) == seen:

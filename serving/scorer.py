@@ -85,6 +85,11 @@ class Scorer:
     def decisions(self, scores: np.ndarray) -> list[str]:
         if len(scores) == 1:  # the common single-record request: skip the array work
             s, bands = float(scores[0]), self.thresholds["bands"]
-            return ["decline" if s >= bands["decline"] else
-                    "review" if s >= bands["review"] else "approve"]
+            return [
+                "decline"
+                if s >= bands["decline"]
+                else "review"
+                if s >= bands["review"]
+                else "approve"
+            ]
         return [DECISIONS[i] for i in decide(scores, self.thresholds)]

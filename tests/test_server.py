@@ -86,7 +86,7 @@ def _opt_ml(tmp: Path, package: Path) -> Path:
 def server(small_package: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     root = _opt_ml(tmp_path_factory.mktemp("opt_ml"), small_package)
     # Python test clients are slower than the server, so their requests arrive spread over
-    # milliseconds: a 5 ms max delay lets the batcher gather them (the default is 0.5 ms)
+    # milliseconds: a 20 ms max delay lets the batcher gather them (the default is 0.5 ms)
     srv = Server(
         root,
         {
@@ -94,7 +94,7 @@ def server(small_package: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
             "FRAUD_CAPTURE_PERCENT": "100",
             "FRAUD_IDENTIFIER_FIELDS": "card_token",
             "FRAUD_HMAC_SECRET": "test-secret",
-            "FRAUD_MAX_DELAY_US": "5000",
+            "FRAUD_MAX_DELAY_US": "20000",
         },
     )
     srv.wait_healthy()
