@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 ARTIFACTS ?= artifacts
 FRAUD := $(VENV)/bin/fraud --artifacts $(ARTIFACTS)
 
-.PHONY: install test lint typecheck pytest serve demo-model data train evaluate bench lock clean
+.PHONY: install test lint typecheck pytest serve demo-model data train evaluate bench bench-http lock clean
 
 install: $(STAMP)
 
@@ -57,6 +57,11 @@ serve: demo-model
 # benchmarks: the backend table (PyTorch eager measured beside every backend, same run)
 bench: demo-model
 	$(PY) -m benchmarks.backend_table --package $(ARTIFACTS)/package
+
+# HTTP: our server beside the HTTP floor and the naive FastAPI + PyTorch server (needs wrk)
+bench-http: demo-model
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	$(PY) -m benchmarks.http_bench --package $(ARTIFACTS)/package
 
 # rebuild requirements.lock from pyproject.toml in a scratch venv
 lock:

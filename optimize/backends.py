@@ -160,10 +160,10 @@ class TensorRTBackend:
 
     name = "tensorrt"
 
-    def __init__(self, path: Path, engine_cache: Path | None = None) -> None:
+    def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self.engine_cache = engine_cache
         self._context: Any = None
+        self._torch: Any = None  # CUDA buffers come from torch, loaded with the engine
 
     def load(self) -> None:
         if importlib.util.find_spec("tensorrt") is None:
