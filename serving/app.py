@@ -30,6 +30,7 @@ from serving.batcher import BatchStats, MicroBatcher
 from serving.capture import DataCapture
 from serving.errors import (
     BadRequest,
+    DeadlineExceeded,
     NotReady,
     Overloaded,
     PayloadTooLarge,
@@ -185,6 +186,9 @@ class FraudApp:
                 "internal error; the request id finds it in the logs",
             )
             self.metrics.requests.labels(path, "500").inc()
+        finally:
+            self.in_flight -= 1
+            self._last_request = time.monotonic()
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -252,7 +256,15 @@ class FraudApp:
         if per_feature.any():
             self.metrics.count_out_of_range(per_feature.tolist())
         self.metrics.queue_depth.set(self.batcher.queued_rows + len(decoded.x))
-        scores = await self.batcher.submit(decoded.x, client=scope.get("client"))
+        try:
+            scores = await asyncio.wait_for(
+                self.batcher.submit(decoded.x, client=scope.get("client")),
+                self.settings.timeout_s,
+            )
+        except TimeoutError as exc:
+            raise DeadlineExceeded(
+                f"not scored within SAGEMAKER_MODEL_SERVER_TIMEOUT={self.settings.timeout_s:g} s"
+            ) from exc
         decisions = self.scorer.decisions(scores)
         predictions: list[dict[str, object]] = []
         for i, (score, decision) in enumerate(zip(scores.tolist(), decisions, strict=True)):

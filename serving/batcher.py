@@ -138,7 +138,7 @@ class MicroBatcher:
     async def close(self) -> None:
         """Score everything already accepted, then stop."""
         self._closing = True
-        while self._queue:
+        while self._queue or self._busy:  # queued, or taken into a batch not yet answered
             await asyncio.sleep(0.001)
         if self._task is not None:
             self._task.cancel()

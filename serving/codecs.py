@@ -134,6 +134,17 @@ def _parse_json(text: str, line: int | None) -> Any:
         raise BadRequest(f"invalid JSON{where}: {_clip(str(exc))}") from exc
 
 
+def _check_echoable(extra: dict[str, object], row: int) -> None:
+    """Extra fields are echoed in the response: refuse what JSON cannot carry back."""
+    try:
+        json.dumps(extra, allow_nan=False)
+    except ValueError as exc:
+        raise BadRequest(
+            f"row {row} has a non-finite number (NaN/Infinity) in its extra fields "
+            f"{sorted(extra)}; extra fields are echoed back and must be valid JSON"
+        ) from exc
+
+
 def _from_rows(rows: list[Any], names: Sequence[str]) -> Decoded:
     """Rows as JSON gives them (lists of numbers or named-field objects) -> Decoded."""
     n = len(names)
@@ -153,7 +164,10 @@ def _from_rows(rows: list[Any], names: Sequence[str]) -> Decoded:
             ordered = [row[name] for name in names]
             if extras is None:
                 extras = [{} for _ in range(i)]
-            extras.append({k: v for k, v in row.items() if k not in names})
+            extra = {k: v for k, v in row.items() if k not in names}
+            if extra:
+                _check_echoable(extra, i)
+            extras.append(extra)
         else:
             raise BadRequest(
                 f"row {i} must be a list of {n} numbers or an object of named features, "

@@ -14,6 +14,7 @@ import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 GRACEFUL_S = 20
 
@@ -38,7 +39,7 @@ def run(
 
     from serving import logs
     from serving.app import FraudApp
-    from serving.server import run_single
+    from serving.server import run_single, run_workers
     from serving.settings import Settings, SettingsError
 
     overrides: dict[str, object] = {}
@@ -54,7 +55,7 @@ def run(
         print(f"serve: error: {exc}", file=sys.stderr)
         return 1
     logs.configure(settings.log_level)
-    common = {
+    common: dict[str, Any] = {
         "host": settings.host,
         "port": settings.port,
         "lifespan": "on",
@@ -66,7 +67,7 @@ def run(
         "timeout_keep_alive": 75,
     }
     if settings.workers == 1:
-        run_single(uvicorn.Config(FraudApp(settings), **common))  # type: ignore[arg-type]
+        run_single(uvicorn.Config(FraudApp(settings), **common))
         return 0
     # worker processes rebuild the settings from the environment: hand them the overrides
     os.environ.update(
@@ -76,7 +77,10 @@ def run(
             "FRAUD_MODEL_DIR": str(settings.model_dir),
         }
     )
-    uvicorn.run("serving.entrypoint:create_app", factory=True, workers=settings.workers, **common)  # type: ignore[arg-type]
+    config = uvicorn.Config(
+        "serving.entrypoint:create_app", factory=True, workers=settings.workers, **common
+    )
+    run_workers(config)
     return 0
 
 

@@ -7,6 +7,7 @@ serving package reads the environment.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -73,10 +74,7 @@ class Settings:
             "workers": get("SAGEMAKER_MODEL_SERVER_WORKERS", int, cpus),
             "timeout_s": get("SAGEMAKER_MODEL_SERVER_TIMEOUT", float, 60.0),
             "default_accept": env.get("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT", "application/json"),
-            "max_payload_bytes": int(
-                float(get("SAGEMAKER_MAX_PAYLOAD_IN_MB", float, 6.0))  # type: ignore[arg-type]
-                * MB
-            ),
+            "max_payload_bytes": _megabytes(get("SAGEMAKER_MAX_PAYLOAD_IN_MB", float, 6.0)),
             "batch_strategy": env.get("SAGEMAKER_BATCH_STRATEGY", "MULTI_RECORD"),
             "max_concurrent_transforms": get("SAGEMAKER_MAX_CONCURRENT_TRANSFORMS", int, 1),
             "log_level": _log_level(env.get("SAGEMAKER_CONTAINER_LOG_LEVEL", "INFO")),
@@ -111,6 +109,12 @@ class Settings:
             "capture_percent": 0.0 <= self.capture_percent <= 100.0,
             "batch_strategy": self.batch_strategy in {"MULTI_RECORD", "SINGLE_RECORD"},
         }
+        # an unsupported default would turn every request without Accept into an error
+        checks["default_accept"] = self.default_accept in {
+            "application/json",
+            "text/csv",
+            "application/jsonlines",
+        }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
             raise SettingsError(f"out of range: { ({n: getattr(self, n) for n in bad}) }")
@@ -119,6 +123,13 @@ class Settings:
                 "FRAUD_IDENTIFIER_FIELDS needs FRAUD_HMAC_SECRET: identifiers "
                 "are replaced by a keyed hash, never a plain one"
             )
+
+
+def _megabytes(value: object) -> int:
+    mb = float(value)  # type: ignore[arg-type]
+    if not math.isfinite(mb) or mb <= 0:
+        raise SettingsError(f"SAGEMAKER_MAX_PAYLOAD_IN_MB={value!r} must be a positive number")
+    return int(mb * MB)
 
 
 def _log_level(raw: str) -> str:

@@ -170,3 +170,20 @@ def test_a_lone_client_is_scored_at_once_without_waiting_for_company() -> None:
 
     assert [float(o[0]) for o in asyncio.run(main())] == [0.0, 2.0, 4.0, 6.0, 8.0]
     assert waits == [0.0] * 5  # scored on arrival: no queue wait, no max-delay wait
+
+
+def test_close_waits_for_a_batch_already_taken_from_the_queue() -> None:
+    def slow(x: np.ndarray) -> np.ndarray:
+        time.sleep(0.1)
+        return x[:, 0]
+
+    async def main() -> np.ndarray:
+        b = MicroBatcher(slow, inline_max_rows=0)  # scored on the worker thread
+        b.start()
+        task = asyncio.ensure_future(b.submit(_rows(7, 3)))
+        await asyncio.sleep(0.02)  # the collector has taken it; scoring is under way
+        await b.close()
+        assert task.done()
+        return task.result()
+
+    assert asyncio.run(main()).tolist() == [7.0] * 3

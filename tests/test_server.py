@@ -195,6 +195,13 @@ def test_custom_attributes_are_echoed_and_unknown_headers_tolerated(server: Serv
         (json.dumps([["x"] + ROW[1:]]), "application/json", {}, 400, "not a number"),
         (json.dumps([[*ROW[:3], -2, *ROW[4:]]]), "application/json", {}, 400, "customer_count_1d"),
         ("", "application/json", {}, 400, "empty body"),
+        (
+            json.dumps([dict(zip(FEATURE_NAMES, ROW, strict=True))])[:-2] + ', "id": NaN}]',
+            "application/json",
+            {},
+            400,
+            "extra fields",
+        ),
         ("1,2", "application/xml", {}, 415, "application/xml"),
         (json.dumps([ROW]), "application/json", {"accept": "image/png"}, 406, "image/png"),
     ],
@@ -420,3 +427,25 @@ def test_sigterm_under_load_answers_every_accepted_request_and_flushes_capture(
     assert not failures, failures[:3]
     captured = sum(len(p.read_text().splitlines()) for p in (root / "capture").rglob("*.jsonl"))
     assert captured == statuses.count(200)
+
+
+def test_several_workers_serve_and_each_drains_on_sigterm(
+    small_package: Path, tmp_path: Path
+) -> None:
+    root = _opt_ml(tmp_path, small_package)
+    srv = Server(root, {"SAGEMAKER_MODEL_SERVER_WORKERS": "2"})
+    srv.wait_healthy()
+    with httpx.Client(timeout=10) as c:
+        for _ in range(20):
+            r = c.post(
+                srv.url + "/invocations",
+                content=json.dumps([ROW]),
+                headers={"content-type": "application/json"},
+            )
+            assert r.status_code == 200
+    srv.proc.send_signal(signal.SIGTERM)
+    assert srv.proc.wait(timeout=30) in (0, -signal.SIGTERM)
+    log = srv.log.read_text()
+    assert log.count('"message": "model loaded"') == 2  # one per worker process
+    assert log.count('"message": "draining"') == 2
+    assert log.count('"message": "shut down"') == 2
