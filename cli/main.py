@@ -138,6 +138,24 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tune(args: argparse.Namespace) -> int:
+    from model.dataset import read_transactions
+    from model.hyperparameters import Hyperparameters
+    from model.tuning import NN_CANDIDATES, to_json, tune_nn, tune_xgboost, validation_folds
+
+    paths = _paths(args.artifacts)
+    hp = Hyperparameters.from_strings(_hyperparameters(args.set))
+    folds = validation_folds(read_transactions(args.data or paths["data"]), hp, args.folds)
+    if args.model == "xgboost":
+        results = tune_xgboost(folds, args.trials, seed=args.seed)
+        if args.write is not None:
+            args.write.write_text(json.dumps(results[0]["params"], indent=2) + "\n")
+    else:
+        results = tune_nn(folds, hp, NN_CANDIDATES, seeds=tuple(range(args.seeds)))
+    print(to_json(results))
+    return 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from model import model_dir
     from optimize.export import check_parity, export_onnx
@@ -262,6 +280,23 @@ def build_parser(artifacts: Path) -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("tune", help="hyperparameter search on the validation folds only")
+    p.add_argument("model", choices=["xgboost", "nn"])
+    p.add_argument("--data", type=Path)
+    p.add_argument("--folds", type=int, default=4, help="validation folds (7 days apart)")
+    p.add_argument("--trials", type=int, default=30, help="xgboost: random trials")
+    p.add_argument("--seeds", type=int, default=2, help="nn: seeds per candidate")
+    p.add_argument("--seed", type=int, default=0, help="xgboost: search seed")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="base hyperparameters (train_start moves the folds)",
+    )
+    p.add_argument("--write", type=Path, help="xgboost: write the best config here")
+    p.set_defaults(func=cmd_tune)
 
     p = sub.add_parser("export", help="export the trained model to ONNX and check parity")
     p.add_argument("--model", type=Path, help="trained model directory")
