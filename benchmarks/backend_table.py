@@ -12,29 +12,17 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
-import platform
 import sys
 from pathlib import Path
 
+from benchmarks.report import machine, save
+from core.cpus import cpu_count
 from core.features import N_FEATURES
-from optimize.backends import candidates, cpu_count
+from optimize.backends import candidates
 from optimize.package import verify
 from optimize.selection import BATCH_SIZES, time_backend
 
 REFERENCE = f"torch-cpu/fp32/t{cpu_count()}"
-
-
-def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {cpu_count()} cores available, Python {platform.python_version()}"
 
 
 def run(package_dir: Path, budget_s: float) -> dict[str, object]:
@@ -78,9 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out-dir", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args(argv)
     result = run(args.package, args.budget_s)
-    args.out_dir.mkdir(parents=True, exist_ok=True)
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    (args.out_dir / f"backends-{stamp}.json").write_text(json.dumps(result, indent=2) + "\n")
+    save(result, args.out_dir, "backends")
     print(markdown(result))
     return 0
 

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import open_loop
-from benchmarks.backend_table import machine
+from benchmarks.report import machine, save
 
 ROW = [42.5, 0, 1, 2, 40.0, 9, 51.2, 40, 48.7, 3, 0.0, 20, 0.05, 90, 0.01]
 CONCURRENCY = (1, 16, 64)
@@ -235,9 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out-dir", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args(argv)
     result = run(args.package.resolve(), args.seconds)
-    args.out_dir.mkdir(parents=True, exist_ok=True)
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    (args.out_dir / f"http-{stamp}.json").write_text(json.dumps(result, indent=2) + "\n")
+    save(result, args.out_dir, "http")
     print(markdown(result))
     return 0
 

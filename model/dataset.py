@@ -68,13 +68,25 @@ class Split:
     test: np.ndarray  # row indices, known-compromised customers removed per day
     train_start: dt.date
 
-    def describe(self) -> str:
-        return f"train from {self.train_start} ({len(self.train)} rows), test {len(self.test)} rows"
-
 
 def day_index(df: pd.DataFrame) -> np.ndarray:
     """Whole days since 1970-01-01 of every row (the unit windows are cut in)."""
     return (df["tx_datetime"].astype("datetime64[s]").astype("int64") // 86_400).to_numpy()
+
+
+def window_rows(
+    df: pd.DataFrame, start: dt.date, n_days: int, days: np.ndarray | None = None
+) -> np.ndarray:
+    """Row indices of the ``n_days`` from ``start``; DataError naming the window if empty."""
+    days = day_index(df) if days is None else days
+    first = (start - dt.date(1970, 1, 1)).days
+    rows = np.flatnonzero((days >= first) & (days < first + n_days))
+    if len(rows) == 0:
+        raise DataError(
+            f"the training window {start} + {n_days} days holds no transactions "
+            f"(data covers {df['tx_datetime'].min()} to {df['tx_datetime'].max()})"
+        )
+    return rows
 
 
 def make_split(
@@ -86,12 +98,7 @@ def make_split(
 ) -> Split:
     days = day_index(df)
     start = (train_start - dt.date(1970, 1, 1)).days
-    train = np.flatnonzero((days >= start) & (days < start + train_days))
-    if len(train) == 0:
-        raise DataError(
-            f"the training window {train_start} + {train_days} days holds no transactions "
-            f"(data covers {df['tx_datetime'].min()} to {df['tx_datetime'].max()})"
-        )
+    train = window_rows(df, train_start, train_days, days)
     fraud = df[LABEL_COLUMN].to_numpy() == 1
     customer = df["customer_id"].to_numpy()
     known = set(customer[train][fraud[train]].tolist())

@@ -23,7 +23,7 @@ import torch
 from tqdm import tqdm
 
 from model import model_dir, xgboost_baseline
-from model.dataset import fold_starts, make_split, with_features
+from model.dataset import day_index, fold_starts, make_split, with_features
 from model.hyperparameters import Hyperparameters
 from model.metrics import score_report
 from model.trainer import fit, predict_logits
@@ -118,7 +118,7 @@ def evaluate(
     df, x_all = with_features(df)
     x_all = x_all.astype(np.float32)
     y_all = df["is_fraud"].to_numpy().astype(np.int64)
-    days = (df["tx_datetime"].astype("datetime64[s]").astype("int64") // 86_400).to_numpy()
+    days = day_index(df)
     cards = df["customer_id"].to_numpy()
 
     def report(split_test: np.ndarray, scores: np.ndarray) -> dict[str, float]:

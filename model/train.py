@@ -25,23 +25,17 @@ import torch
 from core.features import FEATURE_NAMES
 from model import model_dir
 from model.calibration import fit_platt, reliability
-from model.dataset import day_index, make_split, validation_start, with_features
+from model.dataset import (
+    day_index,
+    make_split,
+    validation_start,
+    window_rows,
+    with_features,
+)
 from model.errors import DataError
 from model.hyperparameters import Hyperparameters
 from model.metrics import score_report
 from model.trainer import fit, network_config, predict_logits
-
-
-def window_rows(df: pd.DataFrame, start: dt.date, n_days: int) -> np.ndarray:
-    days = day_index(df)
-    first = (start - dt.date(1970, 1, 1)).days
-    rows = np.flatnonzero((days >= first) & (days < first + n_days))
-    if len(rows) == 0:
-        raise DataError(
-            f"the training window {start} + {n_days} days holds no transactions "
-            f"(data covers {df['tx_datetime'].min()} to {df['tx_datetime'].max()})"
-        )
-    return rows
 
 
 def _fingerprint(hp: Hyperparameters, x: np.ndarray, y: np.ndarray) -> str:

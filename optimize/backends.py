@@ -19,12 +19,12 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import json
-import os
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
+from core.cpus import cpu_count
 from optimize.errors import RuntimeUnavailable
 from optimize.export import INPUT_NAME
 
@@ -232,7 +232,3 @@ def candidates(
             )
         )
     return out
-
-
-def cpu_count() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

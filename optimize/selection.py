@@ -8,6 +8,7 @@ that holds a request batch (``bucket_for``).
 
 from __future__ import annotations
 
+import bisect
 import time
 from collections.abc import Sequence
 
@@ -83,8 +84,7 @@ def select(
 
 
 def bucket_for(batch: int, buckets: Sequence[int]) -> int:
-    """Smallest bucket >= batch; the largest bucket for anything bigger."""
-    for b in sorted(buckets):
-        if batch <= b:
-            return b
-    return max(buckets)
+    """Smallest bucket >= batch; the largest bucket for anything bigger. ``buckets`` must be
+    sorted ascending (the server sorts them once at load: this runs on every request)."""
+    i = bisect.bisect_left(buckets, batch)
+    return buckets[min(i, len(buckets) - 1)]

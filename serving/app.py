@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from core.cpus import cpu_count
 from core.features import FEATURE_NAMES
 from optimize.thresholds import DECISIONS
 from serving import codecs, validation
@@ -55,7 +56,7 @@ class FraudApp:
     def __init__(self, settings: Settings, scorer: Scorer | None = None) -> None:
         self.settings = settings
         cpus = settings.workers
-        threads = [1] if cpus > 1 else [1, _cpu_count()]
+        threads = [1] if cpus > 1 else [1, cpu_count()]
         self.scorer = scorer or Scorer(settings.model_dir, thread_options=sorted(set(threads)))
         self.metrics = ServerMetrics(list(FEATURE_NAMES))
         m = self.metrics
@@ -133,11 +134,6 @@ class FraudApp:
 
     def idle_for_s(self) -> float:
         return time.monotonic() - self._last_request
-
-    async def wait_ready(self, timeout_s: float = 60.0) -> None:
-        """For tests and tools: wait until the model loaded (or failed to)."""
-        if self._load_task is not None:
-            await asyncio.wait_for(asyncio.shield(self._load_task), timeout_s)
 
     # -- ASGI ------------------------------------------------------------------------------
 
@@ -361,9 +357,3 @@ async def _respond(
         headers += extra
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
-
-
-def _cpu_count() -> int:
-    import os
-
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1

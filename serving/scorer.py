@@ -39,6 +39,7 @@ class Scorer:
         self.mins = np.zeros(0, dtype=np.float32)
         self.maxs = np.zeros(0, dtype=np.float32)
         self._by_bucket: dict[int, Backend] = {}
+        self._buckets: list[int] = []
         self.selection: dict[int, str] = {}
 
     @property
@@ -63,6 +64,7 @@ class Scorer:
             backends, len(features), BATCH_SIZES, self.timing_budget_s
         )
         self._by_bucket = chosen
+        self._buckets = sorted(chosen)  # bucket_for's search list, built once
         self.selection = {b: backend.name for b, backend in chosen.items()}
         log.info(
             "model loaded",
@@ -80,7 +82,7 @@ class Scorer:
 
     def score(self, x: np.ndarray) -> np.ndarray:
         """(rows, n_features) float32 -> (rows,) float32 calibrated scores."""
-        return self._by_bucket[bucket_for(len(x), list(self._by_bucket))].predict(x)
+        return self._by_bucket[bucket_for(len(x), self._buckets)].predict(x)
 
     def decisions(self, scores: np.ndarray) -> list[str]:
         if len(scores) == 1:  # the common single-record request: skip the array work

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from core.cpus import cpu_count
 from core.errors import FraudError
 
 MB = 1024 * 1024
@@ -59,7 +59,7 @@ class Settings:
             except ValueError as exc:
                 raise SettingsError(f"{name}={raw!r} is not a valid {parse.__name__}") from exc
 
-        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+        cpus = cpu_count()
         capture_dir = env.get("FRAUD_CAPTURE_DIR")
         fields = tuple(
             f.strip() for f in env.get("FRAUD_IDENTIFIER_FIELDS", "").split(",") if f.strip()

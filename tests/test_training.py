@@ -20,21 +20,15 @@ from model.errors import HyperparameterError, ModelDirError
 from model.hyperparameters import Hyperparameters
 from model.network import FraudNet
 from model.train import train_model
+from tests.conftest import FAST_HYPERPARAMETERS
 
-FAST = {
-    "hidden": "32,16",
-    "n_members": "2",
-    "max_epochs": "4",
-    "batch_size": "128",
-    "patience": "2",
-}
+# the small model every test module shares (tests/conftest.py); trained once per session
+FAST = FAST_HYPERPARAMETERS
 
 
 @pytest.fixture(scope="module")
-def trained(small_transactions: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("model")
-    train_model(small_transactions, Hyperparameters.from_strings(FAST), out, progress=False)
-    return out
+def trained(small_trained: Path) -> Path:
+    return small_trained
 
 
 def test_model_directory_describes_the_model(trained: Path) -> None:
