@@ -9,6 +9,7 @@ Where each one has run (say it plainly; update when that changes):
 | ort-cuda      | onnxruntime-gpu, CUDA provider    | NO: written to the documented API only |
 | ort-tensorrt  | onnxruntime-gpu, TensorRT provider| NO: written to the documented API only |
 | tensorrt      | tensorrt engine, fp16 profiles    | NO: written to the documented API only |
+| torch-cuda    | PyTorch, CUDA graph per bucket    | NO: not yet run on a GPU; CPU path tested |
 
 The GPU backends are discovered, never imported blindly: ``discover()`` says which runtimes
 are present and, for each absent one, why; nothing here fails at import.
@@ -54,8 +55,11 @@ def _ort_providers() -> list[str]:
 
 
 def discover() -> list[RuntimeStatus]:
+    from optimize.torch_cuda import NO_CUDA_REASON, cuda_available
+
     providers = _ort_providers()
     trt_found = importlib.util.find_spec("tensorrt") is not None
+    cuda = cuda_available()
     return [
         RuntimeStatus("ort-cpu", True, "onnxruntime CPUExecutionProvider", True),
         RuntimeStatus("torch-cpu", True, "torch eager", True),
@@ -79,6 +83,12 @@ def discover() -> list[RuntimeStatus]:
             "tensorrt",
             trt_found,
             "tensorrt importable" if trt_found else "python package tensorrt not installed",
+            False,
+        ),
+        RuntimeStatus(
+            "torch-cuda",
+            cuda,
+            "torch.cuda.is_available() is True" if cuda else NO_CUDA_REASON,
             False,
         ),
     ]
@@ -133,15 +143,11 @@ class TorchBackend:
     def load(self) -> None:
         import torch
 
-        from model.network import FraudNet
+        from optimize.torch_cuda import load_network
 
         if self.threads:
             torch.set_num_threads(self.threads)
-        cfg = dict(self.network)
-        cfg["ratio_pairs"] = [tuple(p) for p in cfg["ratio_pairs"]]
-        model = FraudNet(**cfg)
-        model.load_state_dict(torch.load(self.weights, weights_only=True))
-        self._model = model.eval().to(self.device)
+        self._model = load_network(self.weights, self.network).to(self.device)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         import torch
@@ -202,7 +208,10 @@ class TensorRTBackend:
 
 
 def candidates(
-    package_dir: Path, variants: list[str], thread_options: list[int] | None = None
+    package_dir: Path,
+    variants: list[str],
+    thread_options: list[int] | None = None,
+    torch_compile: bool = False,
 ) -> list[Backend]:
     """Every backend x variant x thread count this machine can run for a package's accepted
     variants (one thread wins at small batches, all cores at large ones)."""
@@ -222,6 +231,8 @@ def candidates(
             out.append(OrtBackend(path, "TensorrtExecutionProvider", name="ort-tensorrt/fp32"))
     if status["tensorrt"].available:
         out.append(TensorRTBackend(package_dir / "model.onnx"))
+    if status["torch-cuda"].available:
+        out.extend(_torch_cuda(package_dir, manifest, variants, torch_compile))
     for t in threads:
         out.append(
             TorchBackend(
@@ -231,4 +242,23 @@ def candidates(
                 name=f"torch-cpu/fp32/t{t}",
             )
         )
+    return out
+
+
+def _torch_cuda(
+    package_dir: Path, manifest: dict[str, Any], variants: list[str], torch_compile: bool
+) -> list[Backend]:
+    """torch-cuda fp32, and fp16 where the package's fp16 variant passed the guard on the
+    validation week; each variant must also pass the label-free guard at load."""
+    from optimize.torch_cuda import ParityGuard, TorchCudaBackend
+
+    guard = ParityGuard(
+        ranges=[(float(f["min"]), float(f["max"])) for f in manifest["features"]],
+        thresholds=json.loads((package_dir / "thresholds.json").read_text()),
+    )
+    dtypes = ["fp32", *(["fp16"] if "fp16" in variants else [])]
+    weights, network = package_dir / "model.pt", manifest["network"]
+    out: list[Backend] = [TorchCudaBackend(weights, network, d, guard=guard) for d in dtypes]
+    if torch_compile:
+        out += [TorchCudaBackend(weights, network, d, compile=True, guard=guard) for d in dtypes]
     return out
