@@ -60,6 +60,11 @@ class Settings:
                 raise SettingsError(f"{name}={raw!r} is not a valid {parse.__name__}") from exc
 
         cpus = cpu_count()
+        default_workers = cpus
+        if not env.get("SAGEMAKER_MODEL_SERVER_WORKERS") and "workers" not in overrides:
+            from optimize.torch_cuda import cuda_available  # imports torch: only when needed
+
+            default_workers = workers_default(cpus, cuda_available())
         capture_dir = env.get("FRAUD_CAPTURE_DIR")
         fields = tuple(
             f.strip() for f in env.get("FRAUD_IDENTIFIER_FIELDS", "").split(",") if f.strip()
@@ -71,7 +76,7 @@ class Settings:
             ),
             "host": env.get("FRAUD_BIND_HOST", "0.0.0.0"),
             "port": get("SAGEMAKER_BIND_TO_PORT", int, 8080),
-            "workers": get("SAGEMAKER_MODEL_SERVER_WORKERS", int, cpus),
+            "workers": get("SAGEMAKER_MODEL_SERVER_WORKERS", int, default_workers),
             "timeout_s": get("SAGEMAKER_MODEL_SERVER_TIMEOUT", float, 60.0),
             "default_accept": env.get("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT", "application/json"),
             "max_payload_bytes": _megabytes(get("SAGEMAKER_MAX_PAYLOAD_IN_MB", float, 6.0)),
@@ -123,6 +128,11 @@ class Settings:
                 "FRAUD_IDENTIFIER_FIELDS needs FRAUD_HMAC_SECRET: identifiers "
                 "are replaced by a keyed hash, never a plain one"
             )
+
+
+def workers_default(cpus: int, gpu: bool) -> int:
+    """On a GPU one process owns the device and its batcher; on CPUs one worker per core."""
+    return 1 if gpu else cpus
 
 
 def _megabytes(value: object) -> int:
