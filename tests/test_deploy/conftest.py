@@ -1,0 +1,76 @@
+"""Fixtures for the deploy tests: moto's AWS server on a loopback port, fake credentials,
+and a small model.tar.gz laid out like the real package (manifest with per-file SHA-256)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from moto.server import ThreadedMotoServer
+
+from deploy.aws import Clients, client
+from deploy.config import AwsSettings
+from deploy.requests import Platform
+
+REGION = "eu-west-1"
+ACCOUNT = "123456789012"
+
+
+@pytest.fixture(scope="session")
+def moto_url() -> Iterator[str]:
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture()
+def aws(moto_url: str) -> AwsSettings:
+    return AwsSettings(
+        region=REGION,
+        access_key_id="testing",
+        secret_access_key="testing",
+        endpoint_url=moto_url,
+    )
+
+
+@pytest.fixture()
+def clients(aws: AwsSettings) -> Clients:
+    return Clients.connect(aws)
+
+
+@pytest.fixture()
+def platform(aws: AwsSettings, request: pytest.FixtureRequest) -> Platform:
+    """A bucket and KMS key in moto, as the regional stack would have made them."""
+    bucket = f"fraud-artefacts-{abs(hash(request.node.name)) % 10**8}"
+    client(aws, "s3").create_bucket(
+        Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION}
+    )
+    key = client(aws, "kms").create_key(Description="fraud deploy test")["KeyMetadata"]["Arn"]
+    return Platform(
+        role_arn=f"arn:aws:iam::{ACCOUNT}:role/fraud-endpoint",
+        image_uri=f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/fraud-serve:1",
+        kms_key_arn=key,
+        bucket=bucket,
+    )
+
+
+def make_tarball(path: Path, weights: bytes = b"weights-v1") -> Path:
+    files = {"model.onnx": b"onnx-" + weights, "model.pt": weights, "thresholds.json": b"{}"}
+    manifest = {
+        "model_version": hashlib.sha256(weights).hexdigest(),
+        "files": {name: hashlib.sha256(data).hexdigest() for name, data in files.items()},
+    }
+    files["manifest.json"] = json.dumps(manifest).encode()
+    with tarfile.open(path, "w:gz") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path

@@ -1,0 +1,110 @@
+"""``fraud deploy package`` -> ``apply`` against moto's server, and the guardrailed update
+(botocore's Stubber for the calls moto lacks: ``update_endpoint``)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from deploy.aws import Clients
+from deploy.config import AwsSettings, EndpointSpec
+from deploy.endpoint import apply, plan
+from deploy.errors import PackageMismatch
+from deploy.package import PackageRecord, check_against_record, upload
+from deploy.requests import Platform, alarm_names, model_name
+from tests.test_deploy.conftest import make_tarball
+
+SPEC = EndpointSpec(name="fraud-score", instance_type="ml.g4dn.xlarge", canary_percent=10)
+
+
+def _package(clients: Clients, platform: Platform, tmp_path: Path, weights: bytes) -> PackageRecord:
+    tarball = make_tarball(tmp_path / f"{weights.decode()}.tar.gz", weights)
+    return upload(clients.s3, tarball, platform.bucket, "models", platform.kms_key_arn)
+
+
+def test_package_then_apply_creates_the_whole_endpoint(
+    clients: Clients, platform: Platform, aws: AwsSettings, tmp_path: Path
+) -> None:
+    record = _package(clients, platform, tmp_path, b"v1")
+    head = clients.s3.head_object(Bucket=record.bucket, Key=record.key)
+    assert head["Metadata"]["sha256"] == record.sha256
+    assert plan(clients, SPEC, platform, record)[-4:-3] == [
+        f"create endpoint {SPEC.name} on {plan(clients, SPEC, platform, record)[2].split()[-1]}"
+    ]
+
+    sent: list[dict[str, Any]] = []
+    clients.sagemaker.meta.events.register(
+        "provide-client-params.sagemaker.CreateModel", lambda params, **_: sent.append(params)
+    )
+    result = apply(clients, SPEC, platform, record)
+    assert result["action"] == "created"
+
+    sm = clients.sagemaker
+    model = sm.describe_model(ModelName=model_name(SPEC.name, record.model_version))
+    # moto does not store the flag: check the request that went over the wire
+    assert [p["EnableNetworkIsolation"] for p in sent] == [True]
+    assert model["PrimaryContainer"]["ModelDataUrl"] == record.s3_uri
+    config = sm.describe_endpoint_config(EndpointConfigName=result["config"])
+    variant = config["ProductionVariants"][0]
+    assert variant["InitialInstanceCount"] >= 2
+    assert variant["InstanceType"] == "ml.g4dn.xlarge"
+    assert "KmsKeyId" not in config  # g4dn has NVMe storage: SageMaker rejects a volume key
+    capture = config["DataCaptureConfig"]
+    assert capture["EnableCapture"] is True
+    assert capture["KmsKeyId"] == platform.kms_key_arn
+    assert sm.describe_endpoint(EndpointName=SPEC.name)["EndpointConfigName"] == result["config"]
+
+    target = clients.autoscaling.describe_scalable_targets(ServiceNamespace="sagemaker")
+    (t,) = [t for t in target["ScalableTargets"] if SPEC.name in t["ResourceId"]]
+    assert t["MinCapacity"] >= 2 and t["ResourceId"] == f"endpoint/{SPEC.name}/variant/primary"
+    policies = clients.autoscaling.describe_scaling_policies(ServiceNamespace="sagemaker")
+    (p,) = [p for p in policies["ScalingPolicies"] if p["ResourceId"] == t["ResourceId"]]
+    metric = p["TargetTrackingScalingPolicyConfiguration"]["PredefinedMetricSpecification"]
+    assert metric["PredefinedMetricType"] == "SageMakerVariantInvocationsPerInstance"
+
+    alarms = clients.cloudwatch.describe_alarms(AlarmNames=alarm_names(SPEC.name))["MetricAlarms"]
+    assert {a["MetricName"] for a in alarms} == {
+        "Invocation5XXErrors",
+        "ModelLatency",
+        "Invocations",
+    }
+    topics = [t["TopicArn"] for t in clients.sns.list_topics()["Topics"]]
+    assert all(a["AlarmActions"] == [result["topic"]] for a in alarms)
+    assert result["topic"] in topics
+
+    again = apply(clients, SPEC, platform, record)
+    assert again["action"] == "unchanged"
+    assert plan(clients, SPEC, platform, record) == [f"{SPEC.name}: no change"]
+
+
+def test_cpu_instance_type_gets_the_volume_key(
+    clients: Clients, platform: Platform, tmp_path: Path
+) -> None:
+    spec = dataclasses.replace(SPEC, name="fraud-cpu", instance_type="ml.c5.xlarge")
+    result = apply(clients, spec, platform, _package(clients, platform, tmp_path, b"cpu"))
+    config = clients.sagemaker.describe_endpoint_config(EndpointConfigName=result["config"])
+    assert config["KmsKeyId"] == platform.kms_key_arn
+
+
+def test_tarball_changed_after_packaging_is_refused(
+    clients: Clients, platform: Platform, tmp_path: Path
+) -> None:
+    record = _package(clients, platform, tmp_path, b"v1")
+    other = make_tarball(tmp_path / "v1.tar.gz", b"v1-edited")
+    with pytest.raises(PackageMismatch, match="was uploaded with"):
+        check_against_record(other, record)
+
+
+def test_object_replaced_after_upload_is_refused_by_apply(
+    clients: Clients, platform: Platform, tmp_path: Path
+) -> None:
+    record = _package(clients, platform, tmp_path, b"v1")
+    clients.s3.put_object(Bucket=record.bucket, Key=record.key, Body=b"x", Metadata={"sha256": "0"})
+    spec = dataclasses.replace(SPEC, name="fraud-replaced")
+    with pytest.raises(PackageMismatch, match="replaced after packaging"):
+        apply(clients, spec, platform, record)
+    names = [e["EndpointName"] for e in clients.sagemaker.list_endpoints()["Endpoints"]]
+    assert spec.name not in names
