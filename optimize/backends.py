@@ -107,6 +107,7 @@ class OrtBackend:
         self.path, self.provider, self.threads = Path(path), provider, threads
         self.name = name or f"ort-{provider.removesuffix('ExecutionProvider').lower()}"
         self._session: Any = None
+        self._binding: Any = None  # batch-1 IOBinding (CPU only), see _bind_one_row
 
     def load(self) -> None:
         import onnxruntime as ort
@@ -119,9 +120,31 @@ class OrtBackend:
         # the graph was optimised offline where it pays; this level is cheap and safe
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self._session = ort.InferenceSession(str(self.path), options, providers=[self.provider])
+        if self.provider == "CPUExecutionProvider":
+            self._bind_one_row()
+
+    def _bind_one_row(self) -> None:
+        """Bind fixed host buffers for batch 1, the common single-record request: binding
+        skips run()'s per-call argument handling and output allocation (measured on the 2-core
+        build machine: 20.2 -> 17.4 us a call in a tight loop, 28.2 -> 24.0 us with other
+        memory traffic between calls, as in the server)."""
+        n_features = self._session.get_inputs()[0].shape[1]
+        output = self._session.get_outputs()[0].name
+        self._one_in = np.zeros((1, n_features), dtype=np.float32)  # (1, n_features)
+        self._one_out = np.zeros((1,), dtype=np.float32)  # (1,)
+        binding = self._session.io_binding()
+        binding.bind_input(
+            INPUT_NAME, "cpu", 0, np.float32, [1, n_features], self._one_in.ctypes.data
+        )
+        binding.bind_output(output, "cpu", 0, np.float32, [1], self._one_out.ctypes.data)
+        self._binding = binding
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         # (batch, n_features) float32 -> (batch,) float32
+        if len(x) == 1 and self._binding is not None:
+            self._one_in[...] = x
+            self._session.run_with_iobinding(self._binding)
+            return self._one_out.copy()
         return self._session.run(None, {INPUT_NAME: x})[0]
 
 

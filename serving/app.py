@@ -25,7 +25,6 @@ import numpy as np
 
 from core.cpus import cpu_count
 from core.features import FEATURE_NAMES
-from optimize.thresholds import DECISIONS
 from serving import codecs, validation
 from serving.batcher import BatchStats, MicroBatcher
 from serving.capture import DataCapture
@@ -88,8 +87,7 @@ class FraudApp:
         self.in_flight = 0
         self._requests = 0
         self._id_prefix = uuid.uuid4().hex[:12]
-        self._ok = self.metrics.requests.labels("/invocations", "200")
-        self._decision_counters = {d: self.metrics.decisions.labels(d) for d in DECISIONS}
+        self.checker: validation.Checker | None = None  # built once the package is loaded
         self._last_request = time.monotonic()
         self.load_error: str | None = None
         self._load_task: asyncio.Future[None] | None = None
@@ -107,7 +105,9 @@ class FraudApp:
                 extra={"fields": {"model_dir": str(self.settings.model_dir)}},
             )
             return
-        self.metrics.set_model(self.scorer.model_version, self.scorer.thresholds_version)
+        s = self.scorer
+        self.checker = validation.Checker(s.feature_names, s.mins, s.maxs)
+        self.metrics.set_model(s.model_version, s.thresholds_version)
         self.ready = True
 
     async def startup(self) -> None:
@@ -169,7 +169,7 @@ class FraudApp:
                 return
         except ServingError as exc:
             await self._error(send, request_id, exc.http_status, exc.code, str(exc))
-            self.metrics.requests.labels(path, str(exc.http_status)).inc()
+            self.metrics.requests.inc((path, str(exc.http_status)))
         except Exception:
             log.error(
                 "unhandled error", exc_info=True, extra={"fields": {"request_id": request_id}}
@@ -181,7 +181,7 @@ class FraudApp:
                 "internal_error",
                 "internal error; the request id finds it in the logs",
             )
-            self.metrics.requests.labels(path, "500").inc()
+            self.metrics.requests.inc((path, "500"))
         finally:
             self.in_flight -= 1
             self._last_request = time.monotonic()
@@ -239,28 +239,28 @@ class FraudApp:
         started = time.perf_counter()
         if self.draining:
             raise Overloaded("shutting down; retry on another instance")
-        if not self.ready:
+        checker = self.checker
+        if not self.ready or checker is None:
             raise NotReady(f"not ready: {self.load_error or 'the model package is still loading'}")
         body = await self._read_body(headers, receive)
         content_type = headers.get("content-type")
         accept = codecs.negotiate(headers.get("accept"), self.settings.default_accept)
         decoded = codecs.decode(body, content_type, self.scorer.feature_names)
-        validation.check_possible(decoded.x, self.scorer.feature_names)
-        flagged, per_feature = validation.out_of_range(
-            decoded.x, self.scorer.mins, self.scorer.maxs
-        )
-        if per_feature.any():
-            self.metrics.count_out_of_range(per_feature.tolist())
-        self.metrics.queue_depth.set(self.batcher.queued_rows + len(decoded.x))
-        try:
-            scores = await asyncio.wait_for(
-                self.batcher.submit(decoded.x, client=scope.get("client")),
-                self.settings.timeout_s,
-            )
-        except TimeoutError as exc:
-            raise DeadlineExceeded(
-                f"not scored within SAGEMAKER_MODEL_SERVER_TIMEOUT={self.settings.timeout_s:g} s"
-            ) from exc
+        flagged, per_feature = checker.check(decoded.x)
+        if any(per_feature):
+            self.metrics.count_out_of_range(per_feature)
+        self.metrics.queue_rows = self.batcher.queued_rows + len(decoded.x)
+        scores = self.batcher.admit(decoded.x, client=scope.get("client"))
+        if scores is None:  # it waits in the queue for a batch
+            try:
+                scores = await asyncio.wait_for(
+                    self.batcher.enqueue(decoded.x), self.settings.timeout_s
+                )
+            except TimeoutError as exc:
+                raise DeadlineExceeded(
+                    "not scored within "
+                    f"SAGEMAKER_MODEL_SERVER_TIMEOUT={self.settings.timeout_s:g} s"
+                ) from exc
         decisions = self.scorer.decisions(scores)
         predictions: list[dict[str, object]] = []
         for i, (score, decision) in enumerate(zip(scores.tolist(), decisions, strict=True)):
@@ -272,7 +272,7 @@ class FraudApp:
             if decoded.extras is not None:
                 p.update({k: v for k, v in decoded.extras[i].items() if k not in p})
             predictions.append(p)
-            self._decision_counters[decision].inc()
+            self.metrics.decisions.inc((decision,))
         out = codecs.encode(
             predictions, accept, self.scorer.model_version, self.scorer.thresholds_version
         )
@@ -283,7 +283,7 @@ class FraudApp:
         await _respond(send, 200, out, accept.encode(), extra_headers)
         elapsed = time.perf_counter() - started
         self.metrics.latency.observe(elapsed)
-        self._ok.inc()
+        self.metrics.requests.inc(("/invocations", "200"))
         try:
             self._record(request_id, headers, body, content_type, out, accept, predictions, elapsed)
         except Exception:  # the caller has its answer; a logging fault must not turn it 500

@@ -96,6 +96,15 @@ class MicroBatcher:
 
     async def submit(self, x: np.ndarray, client: object = None) -> np.ndarray:
         """Scores for ``x`` (rows,) once its batch ran; raises Overloaded / DeadlineExceeded."""
+        scores = self.admit(x, client)
+        return scores if scores is not None else await self.enqueue(x)
+
+    def admit(self, x: np.ndarray, client: object = None) -> np.ndarray | None:
+        """Accept one request: its scores at once when it may skip the queue, else None and
+        the caller awaits :meth:`enqueue`. Raises Overloaded when shutting down or full.
+
+        Synchronous on purpose: the common lone single-record request then costs no
+        coroutine or task at all on its way to the model."""
         if self._closing or self._wakeup is None:
             raise Overloaded("the server is shutting down")
         if self._queued_rows + len(x) > self.max_queue_rows and self._queued_rows > 0:
@@ -106,32 +115,38 @@ class MicroBatcher:
         if self._last_arrival is not None:
             self._interval_s += 0.1 * (min(now - self._last_arrival, 1.0) - self._interval_s)
         self._last_arrival = now
-        if client is not None:
-            self._clients[client] = now
+        if client is None:
+            return None
+        self._clients[client] = now
         if (
-            client is not None
-            and not self._queue
-            and not self._busy
-            and len(x) <= self.inline_max_rows
-            and (self._interval_s > self.max_delay_s or self._active_clients(now) <= 1)
+            self._queue
+            or self._busy
+            or len(x) > self.inline_max_rows
+            or (self._interval_s <= self.max_delay_s and self._active_clients(now) > 1)
         ):
-            # fast path: a small request with no company expected (one active client, or
-            # arrivals further apart than the max delay) scores at once, without a trip
-            # through the collector (saves a few event-loop iterations)
-            self._busy = True
-            try:
-                scores = self._score(x)
-            finally:
-                self._busy = False
-            self.stats.on_wait(0.0)
-            self.stats.on_compute(time.perf_counter() - now)
-            self.stats.on_batch(len(x), 1)
-            return scores
+            return None
+        # fast path: a small request with no company expected (one active client, or
+        # arrivals further apart than the max delay) scores at once, without a trip
+        # through the collector (saves a few event-loop iterations)
+        self._busy = True
+        try:
+            scores = self._score(x)
+        finally:
+            self._busy = False
+        self.stats.on_wait(0.0)
+        self.stats.on_compute(time.perf_counter() - now)
+        self.stats.on_batch(len(x), 1)
+        return scores
+
+    async def enqueue(self, x: np.ndarray) -> np.ndarray:
+        """Queue a request that :meth:`admit` did not score; its scores once its batch ran."""
+        if self._closing:  # close() began between admit and now: it waits for no newcomer
+            raise Overloaded("the server is shutting down")
         future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Pending(x, future, now))
+        self._queue.append(_Pending(x, future, time.perf_counter()))
         self._queued_rows += len(x)
+        assert self._wakeup is not None and self._arrival is not None
         self._wakeup.set()
-        assert self._arrival is not None
         self._arrival.set()
         return await future
 

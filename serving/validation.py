@@ -6,9 +6,11 @@ The rules follow the feature definitions in ``core.features`` and are chosen by 
 whatever its name, must be finite. A value outside training's [min, max] is possible, only
 unusual: ``out_of_range`` counts it and the row is still scored.
 
-``check_possible`` runs on every request: the bounds are built once per tuple of names and the
-check is a handful of whole-array operations; the first offending row is looked for only when
-the check fails.
+``check_possible`` and ``out_of_range`` are whole-array operations (the bounds are built once
+per tuple of names; the first offending row is looked for only when the check fails).
+:class:`Checker` runs both for one model on every request; for a few rows it walks the values
+in plain Python instead, which is several times cheaper than a dozen numpy calls on 15 values
+(each costs about a microsecond); tests hold the two paths to the same answers.
 """
 
 from __future__ import annotations
@@ -72,10 +74,15 @@ def check_possible(x: npt.NDArray[Any], feature_names: Sequence[str]) -> None:
     if ok.all():
         return
     row, col = (int(i) for i in np.argwhere(~ok)[0])
-    value = x[row, col]
+    raise _refusal(x, row, col, names)
+
+
+def _refusal(x: npt.NDArray[Any], row: int, col: int, names: tuple[str, ...]) -> BadRequest:
+    value = x[row, col]  # the numpy scalar: float32 prints as it was sent ("0.1", not 0.100..)
     if not np.isfinite(value):
-        raise BadRequest(f"row {row} has a non-finite value (NaN/inf) in {names[col]!r}")
-    raise BadRequest(f"row {row} feature {names[col]!r} is {value}, expected {rules.expected[col]}")
+        return BadRequest(f"row {row} has a non-finite value (NaN/inf) in {names[col]!r}")
+    expected = _rules(names).expected[col]
+    return BadRequest(f"row {row} feature {names[col]!r} is {value}, expected {expected}")
 
 
 def out_of_range(
@@ -94,3 +101,49 @@ def out_of_range(
     per_row: npt.NDArray[np.bool_] = np.any(outside, axis=1)
     per_feature: npt.NDArray[np.int64] = np.sum(outside, axis=0, dtype=np.int64)
     return per_row, per_feature
+
+
+class Checker:
+    """Both checks for one model: ``check(x)`` raises BadRequest on an impossible value and
+    returns (per-row "has an out-of-range value" flags, per-feature out-of-range counts)."""
+
+    small_rows = 4  # up to this many rows, the plain-Python walk is the faster path
+
+    def __init__(
+        self, feature_names: Sequence[str], mins: npt.NDArray[Any], maxs: npt.NDArray[Any]
+    ) -> None:
+        self.names = tuple(feature_names)
+        self.mins = np.asarray(mins, dtype=np.float32)
+        self.maxs = np.asarray(maxs, dtype=np.float32)
+        rules = _rules(self.names)
+        self._columns = list(
+            zip(
+                rules.low.tolist(),
+                rules.high.tolist(),
+                rules.fraction_ok.tolist(),
+                self.mins.tolist(),
+                self.maxs.tolist(),
+                strict=True,
+            )
+        )
+
+    def check(self, x: npt.NDArray[Any]) -> tuple[list[bool], list[int]]:
+        if len(x) > self.small_rows or x.ndim != 2 or x.shape[1] != len(self.names):
+            check_possible(x, self.names)
+            per_row, per_feature = out_of_range(x, self.mins, self.maxs)
+            return per_row.tolist(), per_feature.tolist()
+        flagged: list[bool] = []
+        counts = [0] * len(self.names)
+        for r, row in enumerate(x.tolist()):
+            outside = False
+            for c, (v, (low, high, fraction_ok, lo, hi)) in enumerate(
+                zip(row, self._columns, strict=True)
+            ):
+                # the same tests as check_possible (NaN fails both bounds) and out_of_range
+                if not (low <= v <= high and (fraction_ok or v.is_integer())):
+                    raise _refusal(x, r, c, self.names)
+                if v < lo or v > hi:
+                    counts[c] += 1
+                    outside = True
+            flagged.append(outside)
+        return flagged, counts
