@@ -19,8 +19,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from core.errors import FraudError
+from deploy.cli import add_deploy_parser
 
-NOT_BUILT = ("bench", "loadtest", "deploy", "monitor")
+NOT_BUILT = ("bench", "loadtest", "monitor")
 
 
 def _paths(artifacts: Path) -> dict[str, Path]:
@@ -325,6 +326,8 @@ def build_parser(artifacts: Path) -> argparse.ArgumentParser:
         help="worker processes (default SAGEMAKER_MODEL_SERVER_WORKERS or one per core)",
     )
     p.set_defaults(func=cmd_serve)
+
+    add_deploy_parser(sub)
 
     for name in NOT_BUILT:
         p = sub.add_parser(name, help="not built yet")
