@@ -273,12 +273,9 @@ def _torch_cuda(
 ) -> list[Backend]:
     """torch-cuda fp32, and fp16 where the package's fp16 variant passed the guard on the
     validation week; each variant must also pass the label-free guard at load."""
-    from optimize.torch_cuda import ParityGuard, TorchCudaBackend
+    from optimize.torch_cuda import TorchCudaBackend, package_guard
 
-    guard = ParityGuard(
-        ranges=[(float(f["min"]), float(f["max"])) for f in manifest["features"]],
-        thresholds=json.loads((package_dir / "thresholds.json").read_text()),
-    )
+    guard = package_guard(package_dir, manifest)
     dtypes = ["fp32", *(["fp16"] if "fp16" in variants else [])]
     weights, network = package_dir / "model.pt", manifest["network"]
     out: list[Backend] = [TorchCudaBackend(weights, network, d, guard=guard) for d in dtypes]

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import json
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -122,6 +123,14 @@ class ParityGuard:
     thresholds: dict[str, Any]
     rows: int = 4_096
     seed: int = 7
+
+
+def package_guard(package_dir: Path, manifest: dict[str, Any]) -> ParityGuard:
+    """The guard for a model package: its features' ranges and its thresholds."""
+    return ParityGuard(
+        ranges=[(float(f["min"]), float(f["max"])) for f in manifest["features"]],
+        thresholds=json.loads((package_dir / "thresholds.json").read_text()),
+    )
 
 
 def compare(

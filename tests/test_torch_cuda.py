@@ -25,6 +25,7 @@ from optimize.torch_cuda import (
     ParityGuard,
     TorchCudaBackend,
     compare,
+    package_guard,
     unsupported_reason,
 )
 
@@ -41,10 +42,7 @@ def _manifest(pkg: Path) -> dict[str, Any]:
 
 
 def _guard(pkg: Path) -> ParityGuard:
-    return ParityGuard(
-        ranges=[(f["min"], f["max"]) for f in _manifest(pkg)["features"]],
-        thresholds=json.loads((pkg / "thresholds.json").read_text()),
-    )
+    return package_guard(pkg, _manifest(pkg))
 
 
 def _rows(pkg: Path, n: int, seed: int = 3) -> np.ndarray:
@@ -247,3 +245,29 @@ def test_compiled_variant_loads_or_falls_back_with_a_reason(small_package: Path)
     backend.load()
     x = _rows(small_package, 50)
     assert np.abs(backend.predict(x) - _reference(small_package, x)).max() <= MAX_ABS_DIFF["fp32"]
+
+
+def test_gpu_table_targets_compare_the_best_graph_with_the_floor_and_ort_cpu() -> None:
+    from benchmarks.gpu_table import COPY_PINNED, ORT_CPU, targets
+
+    def row(**p50_us: float) -> dict[int, dict[str, float]]:
+        return {int(b[1:]): {"p50_us": us} for b, us in p50_us.items()}
+
+    table = {
+        COPY_PINNED: row(b1=14.0, b4096=25.0, b65536=97.0),
+        ORT_CPU: row(b1=20.0, b4096=1_800.0, b65536=30_000.0),
+        "torch-cuda/fp32": row(b1=45.0, b4096=80.0, b65536=400.0),
+        "torch-cuda/fp16": row(b1=28.0, b4096=58.0, b65536=234.0),
+        "torch-eager/fp32": row(b1=10.0, b4096=10.0, b65536=10.0),  # not a graph: ignored
+    }
+    result: dict[str, Any] = targets(table)
+    assert result["batch_1_us"] == {
+        "value": 28.0,
+        "backend": "torch-cuda/fp16",
+        "target": "<= 30",
+        "met": True,
+    }
+    assert result["batch_65536_over_copy"]["value"] == pytest.approx(234 / 97)
+    assert result["batch_65536_over_copy"]["met"] is False
+    assert result["rows_per_s_vs_ort_cpu_at_4096"]["value"] == pytest.approx(1_800 / 58)
+    assert "did not run" in str(targets({ORT_CPU: table[ORT_CPU]})["note"])
