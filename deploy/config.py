@@ -58,9 +58,12 @@ class AwsSettings:
         if not chosen:
             raise SettingsError("no region: pass --region or set AWS_REGION")
         profile = env.get("AWS_PROFILE") or None
-        if profile is not None:
+        has_keys = bool(env.get("AWS_ACCESS_KEY_ID") and env.get("AWS_SECRET_ACCESS_KEY"))
+        if profile is not None or not has_keys:
             profiles = botocore.session.get_session().available_profiles
-            if profile not in profiles:
+            if profile is None and "default" in profiles:
+                profile = "default"  # ~/.aws/credentials without AWS_PROFILE
+            elif profile is not None and profile not in profiles:
                 raise CredentialsMissing(
                     f"AWS_PROFILE={profile!r} is not in the AWS config files "
                     f"(known: {', '.join(profiles) or 'none'})"
@@ -73,9 +76,6 @@ class AwsSettings:
             profile=profile,
             endpoint_url=env.get("FRAUD_AWS_ENDPOINT_URL") or None,
         )
-
-    def in_region(self, region: str) -> AwsSettings:
-        return dataclasses.replace(self, region=region)
 
 
 @dataclasses.dataclass(frozen=True)
