@@ -195,6 +195,8 @@ class TorchCudaBackend:
         if device.type == "cuda":
             if not torch.cuda.is_available():
                 raise RuntimeUnavailable(NO_CUDA_REASON)
+            if device.index is None:  # set_device and the streams want an index
+                device = torch.device("cuda", torch.cuda.current_device())
             major, minor = torch.cuda.get_device_capability(device)
             capability = (major, minor)
         reason = unsupported_reason(device.type, capability, self.dtype, self.compile)
@@ -245,14 +247,14 @@ class TorchCudaBackend:
         graph = torch.cuda.CUDAGraph()
         with torch.no_grad(), torch.cuda.graph(graph):
             dev_out = model(dev_in)  # (bucket,) float32 in the graph's private memory pool
-        stream = torch.cuda.current_stream(device)
 
         def run(rows: int) -> None:
-            # only the real rows cross the bus; the graph computes the whole bucket
+            # copies and replay go on the caller's current stream, in order; only the real
+            # rows cross the bus, the graph computes the whole bucket
             dev_in[:rows].copy_(pin_in[:rows], non_blocking=True)
             graph.replay()
             pin_out[:rows].copy_(dev_out[:rows], non_blocking=True)
-            stream.synchronize()  # pin_out is read by the host right after this
+            torch.cuda.current_stream(device).synchronize()  # the host reads pin_out next
 
         return _Slot(pin_in.numpy(), pin_out.numpy(), run)
 
