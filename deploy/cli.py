@@ -185,14 +185,15 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_failover(args: argparse.Namespace) -> int:
     from deploy.aws import client
     from deploy.errors import SettingsError
-    from deploy.front_door import ensure_failover
+    from deploy.front_door import RegionalTarget, ensure_failover
 
     targets = {}
     for pair in args.target:
-        region, sep, host = pair.partition("=")
-        if not sep or not host:
-            raise SettingsError(f"--target expects REGION=HOST, got {pair!r}")
-        targets[region] = host
+        region, _, rest = pair.partition("=")
+        host, _, zone = rest.partition("@")
+        if not (region and host and zone):
+            raise SettingsError(f"--target expects REGION=HOST@ZONE_ID, got {pair!r}")
+        targets[region] = RegionalTarget(host, zone)
     aws = _aws(args)
     return _print(ensure_failover(client(aws, "route53"), args.zone_id, args.domain, targets))
 
@@ -291,5 +292,11 @@ def add_deploy_parser(sub: Any) -> None:
     p = cmds.add_parser("failover", help="Route 53 latency records + health checks, 2 regions")
     p.add_argument("--zone-id", required=True)
     p.add_argument("--domain", required=True)
-    p.add_argument("--target", action="append", default=[], metavar="REGION=HOST")
+    p.add_argument(
+        "--target",
+        action="append",
+        default=[],
+        metavar="REGION=HOST@ZONE_ID",
+        help="the global stack outputs RegionalDomainName and RegionalHostedZoneId",
+    )
     p.set_defaults(func=cmd_failover)

@@ -2,12 +2,16 @@
 
 Payment systems resolve one name; Route 53 answers with the nearest region whose health
 check passes, so a failed region drops out of the answers. Each regional target is the
-API Gateway hostname the global stack outputs; its ``/health`` route answers 200 while the
-region's API is up. Idempotent: health checks are found by caller reference, records upserted.
+regional API Gateway custom domain the global stack outputs (``RegionalDomainName`` and
+``RegionalHostedZoneId``): an alias record keeps the TLS name the callers ask for. Its
+``/health`` route answers 200 while the region's API is up. Idempotent: health checks are
+found by caller reference, records upserted. (The global stack makes the same records
+with CloudFormation; this is for regions deployed without it.)
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -15,8 +19,13 @@ from deploy.aws import call
 from deploy.config import known_regions
 from deploy.errors import SettingsError
 
-HEALTH_PATH = "/prod/health"
-TTL_S = 30
+HEALTH_PATH = "/health"
+
+
+@dataclasses.dataclass(frozen=True)
+class RegionalTarget:
+    host: str  # the custom domain's regional name, d-xxxx.execute-api.<region>.amazonaws.com
+    zone_id: str  # its Route 53 hosted zone (the API Gateway zone of that region)
 
 
 def _health_check_config(host: str) -> dict[str, Any]:
@@ -46,7 +55,7 @@ def _ensure_health_check(route53: Any, reference: str, host: str) -> str:
 
 
 def ensure_failover(
-    route53: Any, zone_id: str, domain: str, targets: Mapping[str, str]
+    route53: Any, zone_id: str, domain: str, targets: Mapping[str, RegionalTarget]
 ) -> dict[str, str]:
     """One health check and one latency record per region; returns region -> health check."""
     if len(targets) < 2:
@@ -55,23 +64,26 @@ def ensure_failover(
     if unknown:
         raise SettingsError(f"unknown region(s) {', '.join(unknown)}")
     checks = {
-        region: _ensure_health_check(route53, f"{domain}-{region}", host)
-        for region, host in sorted(targets.items())
+        region: _ensure_health_check(route53, f"{domain}-{region}", target.host)
+        for region, target in sorted(targets.items())
     }
     changes = [
         {
             "Action": "UPSERT",
             "ResourceRecordSet": {
                 "Name": domain,
-                "Type": "CNAME",
+                "Type": "A",
                 "SetIdentifier": region,
                 "Region": region,
-                "TTL": TTL_S,
-                "ResourceRecords": [{"Value": host}],
+                "AliasTarget": {
+                    "HostedZoneId": target.zone_id,
+                    "DNSName": target.host,
+                    "EvaluateTargetHealth": True,
+                },
                 "HealthCheckId": checks[region],
             },
         }
-        for region, host in sorted(targets.items())
+        for region, target in sorted(targets.items())
     ]
     call(
         f"upsert latency records for {domain}",

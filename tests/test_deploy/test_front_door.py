@@ -7,11 +7,11 @@ import pytest
 from deploy.aws import client
 from deploy.config import AwsSettings
 from deploy.errors import SettingsError
-from deploy.front_door import HEALTH_PATH, ensure_failover
+from deploy.front_door import HEALTH_PATH, RegionalTarget, ensure_failover
 
 TARGETS = {
-    "eu-west-1": "abc123.execute-api.eu-west-1.amazonaws.com",
-    "us-east-1": "def456.execute-api.us-east-1.amazonaws.com",
+    "eu-west-1": RegionalTarget("d-abc123.execute-api.eu-west-1.amazonaws.com", "ZLY8HYME6SFDD"),
+    "us-east-1": RegionalTarget("d-def456.execute-api.us-east-1.amazonaws.com", "Z1UJRXOUMOOFQ8"),
 }
 
 
@@ -25,9 +25,9 @@ def test_two_region_deploy_creates_failover_records_and_health_checks(aws: AwsSe
     assert ensure_failover(route53, zone_id, domain, TARGETS) == checks  # idempotent
 
     listed = {c["Id"]: c for c in route53.list_health_checks()["HealthChecks"]}
-    for region, host in TARGETS.items():
+    for region, target in TARGETS.items():
         config = listed[checks[region]]["HealthCheckConfig"]
-        assert config["FullyQualifiedDomainName"] == host
+        assert config["FullyQualifiedDomainName"] == target.host
         assert config["ResourcePath"] == HEALTH_PATH and config["Type"] == "HTTPS"
     assert len([c for c in listed.values() if c["CallerReference"].startswith(domain)]) == 2
 
@@ -37,14 +37,16 @@ def test_two_region_deploy_creates_failover_records_and_health_checks(aws: AwsSe
     for region, record in latency.items():
         assert record["Region"] == region
         assert record["HealthCheckId"] == checks[region]
-        assert record["ResourceRecords"] == [{"Value": TARGETS[region]}]
+        alias = record["AliasTarget"]
+        assert alias["DNSName"].rstrip(".") == TARGETS[region].host
+        assert alias["HostedZoneId"] == TARGETS[region].zone_id and alias["EvaluateTargetHealth"]
 
 
 @pytest.mark.parametrize(
     ("targets", "message"),
     [
-        ({"eu-west-1": "a"}, "two regions or more"),
-        ({"eu-west-1": "a", "mars-north-1": "b"}, "unknown region"),
+        ({"eu-west-1": RegionalTarget("a", "Z")}, "two regions or more"),
+        ({"eu-west-1": RegionalTarget("a", "Z"), "mars-1": RegionalTarget("b", "Z")}, "unknown"),
     ],
 )
 def test_failover_refuses_one_region_or_unknown_ones(targets: dict[str, str], message: str) -> None:
