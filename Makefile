@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 ARTIFACTS ?= artifacts
 FRAUD := $(VENV)/bin/fraud --artifacts $(ARTIFACTS)
 
-.PHONY: install test lint typecheck pytest serve demo-model data train evaluate bench bench-http lock clean
+.PHONY: install test lint lint-cfn typecheck pytest serve demo-model data train evaluate bench bench-http lock clean
 
 install: $(STAMP)
 
@@ -27,7 +27,24 @@ typecheck: install
 pytest: install
 	$(VENV)/bin/pytest -q
 
-test: lint typecheck pytest
+test: lint typecheck lint-cfn pytest
+
+# CloudFormation: cfn-lint (ours), checkov in its own venv (its pins clash with ours) with the
+# custom rule CKV_FRAUD_1 (deploy/checks): endpoint volume and data-capture encryption
+CHECKOV_VENV := .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
+CFN_TEMPLATES := deploy/templates/regional.yaml deploy/templates/global.yaml
+
+$(CHECKOV_STAMP): deploy/requirements-checkov.txt
+	test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet -r deploy/requirements-checkov.txt
+	touch $(CHECKOV_STAMP)
+
+lint-cfn: install $(CHECKOV_STAMP)
+	$(VENV)/bin/cfn-lint $(CFN_TEMPLATES)
+	PYTHONPATH=$(CURDIR) $(CHECKOV_VENV)/bin/checkov --quiet --compact --skip-download \
+	  --framework cloudformation --external-checks-dir deploy/checks/external \
+	  $(addprefix -f ,$(CFN_TEMPLATES))
 
 # the demo model: simulated data, then training, each only when missing
 $(ARTIFACTS)/data/transactions.parquet: | $(STAMP)

@@ -1,0 +1,1 @@
+"""Custom policy checks for the CloudFormation templates (run by ``make lint-cfn``)."""
