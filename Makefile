@@ -7,7 +7,8 @@ STAMP := $(VENV)/.installed
 ARTIFACTS ?= artifacts
 FRAUD := $(VENV)/bin/fraud --artifacts $(ARTIFACTS)
 
-.PHONY: install test lint lint-cfn typecheck pytest serve demo-model data train evaluate bench bench-http lock clean
+.PHONY: install test lint lint-cfn typecheck tools pytest serve demo-model data train evaluate \
+	bench bench-backends bench-http bench-gate loadtest lock clean
 
 install: $(STAMP)
 
@@ -27,7 +28,11 @@ typecheck: install
 pytest: install
 	$(VENV)/bin/pytest -q
 
-test: lint typecheck lint-cfn pytest
+test: lint typecheck lint-cfn tools pytest
+
+# system tools the tests and benchmarks drive (Debian packages; CI runs as root)
+tools:
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 
 # CloudFormation: cfn-lint (ours), checkov in its own venv (its pins clash with ours) with the
 # custom rule CKV_FRAUD_1 (deploy/checks): endpoint volume and data-capture encryption
@@ -71,14 +76,26 @@ evaluate: install demo-model
 serve: demo-model
 	$(FRAUD) serve
 
-# benchmarks: the backend table (PyTorch eager measured beside every backend, same run)
-bench: demo-model
+# the test-week evaluation the benchmarks read (single split; `make evaluate` adds the folds)
+$(ARTIFACTS)/evaluation/evaluation.json: | $(ARTIFACTS)/model/model.json
+	$(FRAUD) evaluate --folds 0 --quiet
+
+# every benchmark, one results file (benchmarks/results/<timestamp>.json), plots, RESULTS.md
+bench: demo-model $(ARTIFACTS)/evaluation/evaluation.json tools
+	$(PY) -m benchmarks.suite --package $(ARTIFACTS)/package \
+	  --evaluation $(ARTIFACTS)/evaluation/evaluation.json
+
+# only the backend table, or only the HTTP comparison
+bench-backends: demo-model
 	$(PY) -m benchmarks.backend_table --package $(ARTIFACTS)/package
 
-# HTTP: our server beside the HTTP floor and the naive FastAPI + PyTorch server (needs wrk)
-bench-http: demo-model
-	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+bench-http: demo-model tools
 	$(PY) -m benchmarks.http_bench --package $(ARTIFACTS)/package
+
+# the regression gate CI runs: key ratios against benchmarks/baseline.json
+bench-gate: demo-model $(ARTIFACTS)/evaluation/evaluation.json tools
+	$(PY) -m benchmarks.gate --package $(ARTIFACTS)/package \
+	  --evaluation $(ARTIFACTS)/evaluation/evaluation.json
 
 # rebuild requirements.lock from pyproject.toml in a scratch venv
 lock:

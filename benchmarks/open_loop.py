@@ -45,14 +45,22 @@ def _read_response(sock: socket.socket, buffer: bytearray) -> int:
 
 
 def run(
-    host: str, port: int, rate: float, seconds: float, body: bytes, connections: int = 16
+    host: str,
+    port: int,
+    rate: float,
+    seconds: float,
+    body: bytes,
+    connections: int = 16,
+    content_type: str = "application/json",
+    samples: list[float] | None = None,
 ) -> dict[str, float]:
     """``connections`` sender threads, each with one keep-alive connection, take the
     scheduled slots i = k, k + connections, ...; time.sleep is precise to ~0.1 ms, far finer
-    than an event loop's millisecond timers."""
+    than an event loop's millisecond timers. ``samples``, when given, receives every
+    latency in microseconds (for histograms)."""
     payload = (
         f"POST /invocations HTTP/1.1\r\nHost: {host}\r\nContent-Type: "
-        f"application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        f"{content_type}\r\nContent-Length: {len(body)}\r\n\r\n"
     ).encode() + body
     n = int(rate * seconds)
     start = time.perf_counter() + 0.2
@@ -93,6 +101,8 @@ def run(
     lat = np.array([v for part in latencies for v in part]) * 1e6
     late = np.array([v for part in lateness for v in part]) * 1e6
     p50, p99, p999 = np.percentile(lat, [50, 99, 99.9]) if len(lat) else (0.0, 0.0, 0.0)
+    if samples is not None:
+        samples.extend(lat.tolist())
     non_200 = sum(v for part in statuses for code, v in part.items() if code != 200)
     return {
         "rate": rate,

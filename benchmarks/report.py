@@ -23,9 +23,10 @@ def machine() -> str:
 
 
 def save(result: dict[str, object], out_dir: Path, prefix: str) -> Path:
-    """Write ``<out_dir>/<prefix>-<UTC timestamp>.json`` and return its path."""
+    """Write ``<out_dir>/<prefix>-<UTC timestamp>.json`` (no prefix: ``<timestamp>.json``)
+    and return its path."""
     out_dir.mkdir(parents=True, exist_ok=True)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    path = out_dir / f"{prefix}-{stamp}.json"
+    path = out_dir / (f"{prefix}-{stamp}.json" if prefix else f"{stamp}.json")
     path.write_text(json.dumps(result, indent=2) + "\n")
     return path

@@ -1,0 +1,132 @@
+"""The servers a benchmark runs side by side, each started pinned to its own core.
+
+``ours`` is the real ``serve`` entrypoint on a model package; ``http_floor`` the minimal raw
+ASGI app on the same uvicorn stack; ``naive`` FastAPI + PyTorch eager scoring each request
+alone; ``ours_slowed`` is ours with a busy-wait added to every request (the regression the
+gate must catch; see ``benchmarks.slow_server``). Load generators run on another core.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+from benchmarks.errors import ServerFailed
+
+SERVER_CORE = 0
+LOAD_CORE = 1
+SERVERS = ("ours", "http_floor", "naive", "ours_slowed")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def pinned(cmd: list[str], core: int) -> list[str]:
+    """``cmd`` under ``taskset -c core`` where the machine has that core and taskset."""
+    cores = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set()
+    if shutil.which("taskset") and core in cores and len(cores) > 1:
+        return ["taskset", "-c", str(core), *cmd]
+    return cmd
+
+
+def command(
+    name: str, package: Path, port: int, slow_us: int = 0
+) -> tuple[list[str], dict[str, str]]:
+    py = sys.executable
+    uvicorn = [py, "-m", "uvicorn", "--host", "127.0.0.1", "--port", str(port)]
+    uvicorn += ["--no-access-log", "--http", "httptools", "--loop", "uvloop"]
+    ours_env = {
+        "FRAUD_MODEL_DIR": str(package),
+        "SAGEMAKER_MODEL_SERVER_WORKERS": "1",
+        "SAGEMAKER_BIND_TO_PORT": str(port),
+        "FRAUD_BIND_HOST": "127.0.0.1",
+        # the per-decision audit log is measured separately (RESULTS.md, "HTTP")
+        "SAGEMAKER_CONTAINER_LOG_LEVEL": "WARNING",
+    }
+    if name == "ours":
+        return [py, "-m", "serving.entrypoint"], ours_env
+    if name == "ours_slowed":
+        return [py, "-m", "benchmarks.slow_server"], {**ours_env, "BENCH_SLOW_US": str(slow_us)}
+    if name == "http_floor":
+        return [*uvicorn, "benchmarks.floor_app:app"], {}
+    if name == "naive":
+        return [*uvicorn, "--factory", "benchmarks.naive_server:create_app"], {
+            "FRAUD_MODEL_DIR": str(package)
+        }
+    raise ValueError(f"unknown server {name!r}; expected one of {SERVERS}")
+
+
+@contextlib.contextmanager
+def running(
+    name: str, package: Path, slow_us: int = 0, start_timeout_s: float = 120.0
+) -> Iterator[int]:
+    """Start server ``name`` on a free port, wait for ``/ping`` 200, yield the port, stop it."""
+    port = free_port()
+    cmd, env = command(name, package, port, slow_us)
+    with tempfile.NamedTemporaryFile("w+", suffix=f"-{name}.log") as log:
+        proc = subprocess.Popen(
+            pinned(cmd, SERVER_CORE),
+            env={**os.environ, **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            _wait_healthy(name, proc, port, Path(log.name), start_timeout_s)
+            yield port
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _wait_healthy(
+    name: str, proc: subprocess.Popen[bytes], port: int, log: Path, timeout_s: float
+) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise ServerFailed(
+                f"server {name!r} exited with status {proc.returncode} before /ping was "
+                f"healthy; last log lines:\n{_tail(log)}"
+            )
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except urllib.error.HTTPError as exc:
+            # ours answers 503 while loading, and 503 with the reason once it refused the
+            # package: waiting longer would not help
+            reason = exc.read().decode(errors="replace")
+            if exc.code != 503 or "still loading" not in reason:
+                raise ServerFailed(
+                    f"server {name!r} will not become healthy: /ping {exc.code} {reason}"
+                ) from exc
+            time.sleep(0.2)
+        except OSError:
+            time.sleep(0.2)
+    raise ServerFailed(
+        f"server {name!r} not healthy within {timeout_s:.0f} s; last log lines:\n{_tail(log)}"
+    )
+
+
+def _tail(log: Path, chars: int = 2_000) -> str:
+    try:
+        return log.read_text(errors="replace")[-chars:]
+    except OSError:
+        return "(no log)"
