@@ -11,13 +11,10 @@ import hashlib
 import json
 from typing import Any
 
+from deploy.checks.endpoint_encryption import NVME_FAMILIES
 from deploy.config import EndpointSpec
 
 PRODUCTION, SHADOW = "primary", "shadow"
-# types with local NVMe instance storage: SageMaker rejects a volume KmsKeyId on them
-NVME_FAMILIES = frozenset(
-    {"g4dn", "g5", "g6", "g6e", "p3dn", "p4d", "p4de", "p5", "c5d", "c6id", "m5d", "r5d"}
-)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,6 +31,7 @@ class Platform:
 
 
 def accepts_volume_key(instance_type: str) -> bool:
+    """False for types with local NVMe storage: SageMaker rejects a volume KmsKeyId there."""
     return instance_type.split(".")[1] not in NVME_FAMILIES
 
 
