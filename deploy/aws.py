@@ -54,15 +54,20 @@ _NOT_FOUND = {
 _CONFLICT = {"ResourceInUse", "ConflictException", "ResourceInUseException"}
 
 
-def client(settings: AwsSettings, service: str) -> Any:
-    session = boto3.session.Session(
+def session(settings: AwsSettings) -> boto3.session.Session:
+    return boto3.session.Session(
         aws_access_key_id=settings.access_key_id,
         aws_secret_access_key=settings.secret_access_key,
         aws_session_token=settings.session_token,
         profile_name=settings.profile,
         region_name=settings.region,
     )
-    return session.client(service, endpoint_url=settings.endpoint_url, config=CLIENT_CONFIG)
+
+
+def client(settings: AwsSettings, service: str, shared: boto3.session.Session | None = None) -> Any:
+    """A client of ``service``; pass ``shared`` to reuse one session's loaded data."""
+    chosen = shared or session(settings)
+    return chosen.client(service, endpoint_url=settings.endpoint_url, config=CLIENT_CONFIG)
 
 
 def error_code(exc: ClientError) -> str:
@@ -141,10 +146,11 @@ class Clients:
 
     @classmethod
     def connect(cls, settings: AwsSettings) -> Clients:
+        shared = session(settings)
         return cls(
-            sagemaker=client(settings, "sagemaker"),
-            s3=client(settings, "s3"),
-            cloudwatch=client(settings, "cloudwatch"),
-            sns=client(settings, "sns"),
-            autoscaling=client(settings, "application-autoscaling"),
+            sagemaker=client(settings, "sagemaker", shared),
+            s3=client(settings, "s3", shared),
+            cloudwatch=client(settings, "cloudwatch", shared),
+            sns=client(settings, "sns", shared),
+            autoscaling=client(settings, "application-autoscaling", shared),
         )

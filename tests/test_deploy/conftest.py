@@ -3,12 +3,14 @@ and a small model.tar.gz laid out like the real package (manifest with per-file 
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import io
 import json
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from moto.server import ThreadedMotoServer
@@ -30,7 +32,7 @@ def moto_url() -> Iterator[str]:
     server.stop()
 
 
-@pytest.fixture()
+@pytest.fixture(scope="session")
 def aws(moto_url: str) -> AwsSettings:
     return AwsSettings(
         region=REGION,
@@ -45,10 +47,10 @@ def clients(aws: AwsSettings) -> Clients:
     return Clients.connect(aws)
 
 
-@pytest.fixture()
-def platform(aws: AwsSettings, request: pytest.FixtureRequest) -> Platform:
+@pytest.fixture(scope="session")
+def platform(aws: AwsSettings) -> Platform:
     """A bucket and KMS key in moto, as the regional stack would have made them."""
-    bucket = f"fraud-artefacts-{abs(hash(request.node.name)) % 10**8}"
+    bucket = "fraud-artefacts"
     client(aws, "s3").create_bucket(
         Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION}
     )
@@ -59,6 +61,24 @@ def platform(aws: AwsSettings, request: pytest.FixtureRequest) -> Platform:
         kms_key_arn=key,
         bucket=bucket,
     )
+
+
+def endpoint_description(
+    name: str, config: str, state: str = "InService", reason: str | None = None
+) -> dict[str, Any]:
+    """A DescribeEndpoint response, for botocore's Stubber."""
+    now = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    out: dict[str, Any] = {
+        "EndpointName": name,
+        "EndpointArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:endpoint/{name}",
+        "EndpointConfigName": config,
+        "EndpointStatus": state,
+        "CreationTime": now,
+        "LastModifiedTime": now,
+    }
+    if reason:
+        out["FailureReason"] = reason
+    return out
 
 
 def make_tarball(path: Path, weights: bytes = b"weights-v1") -> Path:

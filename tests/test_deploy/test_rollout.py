@@ -6,7 +6,6 @@ model); S3, SNS, CloudWatch and Application Auto Scaling stay on moto's server."
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 from pathlib import Path
 from typing import Any
 
@@ -19,25 +18,14 @@ from deploy.endpoint import apply
 from deploy.package import upload
 from deploy.requests import Platform, model_name
 from deploy.rollout import PREVIOUS, REQUESTED, rollback, status
-from tests.test_deploy.conftest import ACCOUNT, REGION, make_tarball
+from tests.test_deploy.conftest import ACCOUNT, REGION, endpoint_description, make_tarball
 
 SPEC = EndpointSpec(name="fraud-canary", instance_type="ml.p3.2xlarge", canary_percent=10)
 ARN = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:endpoint/{SPEC.name}"
-NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
 
 def _endpoint(config: str, state: str = "InService", reason: str | None = None) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "EndpointName": SPEC.name,
-        "EndpointArn": ARN,
-        "EndpointConfigName": config,
-        "EndpointStatus": state,
-        "CreationTime": NOW,
-        "LastModifiedTime": NOW,
-    }
-    if reason:
-        out["FailureReason"] = reason
-    return out
+    return endpoint_description(SPEC.name, config, state, reason)
 
 
 def _tags(requested: str, previous: str) -> dict[str, Any]:

@@ -19,22 +19,15 @@ from deploy.errors import AlarmTripped
 from deploy.package import upload
 from deploy.requests import Platform, model_name
 from deploy.rollout import PREVIOUS, REQUESTED, promote, wait
-from tests.test_deploy.conftest import ACCOUNT, REGION, make_tarball
+from tests.test_deploy.conftest import ACCOUNT, REGION, endpoint_description, make_tarball
 
 SPEC = EndpointSpec(name="fraud-shadow", instance_type="ml.c5.xlarge")
 ARN = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:endpoint/{SPEC.name}"
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
 
-def _endpoint(config: str, state: str = "InService") -> dict[str, Any]:
-    return {
-        "EndpointName": SPEC.name,
-        "EndpointArn": ARN,
-        "EndpointConfigName": config,
-        "EndpointStatus": state,
-        "CreationTime": NOW,
-        "LastModifiedTime": NOW,
-    }
+def _endpoint(config: str, state: str = "InService", reason: str | None = None) -> dict[str, Any]:
+    return endpoint_description(SPEC.name, config, state, reason)
 
 
 def test_apply_with_a_challenger_sends_a_shadow_variant(
