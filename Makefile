@@ -92,6 +92,10 @@ bench-backends: demo-model
 bench-http: demo-model tools
 	$(PY) -m benchmarks.http_bench --package $(ARTIFACTS)/package
 
+# Locust: ramp, plateau below capacity, spike above it; exits 1 when the verdict fails
+loadtest: demo-model
+	$(PY) -m benchmarks.loadtest --package $(ARTIFACTS)/package
+
 # the regression gate CI runs: key ratios against benchmarks/baseline.json
 bench-gate: demo-model $(ARTIFACTS)/evaluation/evaluation.json tools
 	$(PY) -m benchmarks.gate --package $(ARTIFACTS)/package \
