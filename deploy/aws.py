@@ -143,6 +143,7 @@ class Clients:
     cloudwatch: Any
     sns: Any
     autoscaling: Any
+    ec2: Any
 
     @classmethod
     def connect(cls, settings: AwsSettings) -> Clients:
@@ -153,4 +154,5 @@ class Clients:
             cloudwatch=client(settings, "cloudwatch", shared),
             sns=client(settings, "sns", shared),
             autoscaling=client(settings, "application-autoscaling", shared),
+            ec2=client(settings, "ec2", shared),
         )

@@ -11,6 +11,7 @@ from typing import Any
 
 from deploy.aws import Clients, call, find
 from deploy.config import EndpointSpec
+from deploy.errors import SettingsError
 from deploy.package import PackageRecord, check_uploaded
 from deploy.requests import (
     Platform,
@@ -53,6 +54,19 @@ def ensure_model(clients: Clients, endpoint: str, record: PackageRecord, platfor
     return name
 
 
+def check_subnets(ec2: Any, platform: Platform) -> None:
+    """Subnets must span two Availability Zones, or SageMaker cannot spread the instances."""
+    if not platform.subnets:
+        return
+    found = call("describe subnets", ec2.describe_subnets, SubnetIds=list(platform.subnets))
+    zones = {s["AvailabilityZone"] for s in found["Subnets"]}
+    if len(zones) < 2:
+        raise SettingsError(
+            f"subnets {list(platform.subnets)} are all in {', '.join(sorted(zones))}: "
+            "give subnets in two Availability Zones"
+        )
+
+
 def ensure_scaling(clients: Clients, spec: EndpointSpec) -> None:
     aas = clients.autoscaling
     target = scalable_target_request(spec)
@@ -72,6 +86,7 @@ def apply(
     for rec in (record, shadow):
         if rec is not None:
             check_uploaded(clients.s3, rec)
+    check_subnets(clients.ec2, platform)
     topic_arn = ensure_topic(clients, spec, platform)
     alarms = ensure_alarms(clients, spec, topic_arn)
     production = ensure_model(clients, spec.name, record, platform)

@@ -13,6 +13,7 @@ from typing import Any
 
 from deploy.checks.endpoint_encryption import NVME_FAMILIES
 from deploy.config import EndpointSpec
+from deploy.errors import SettingsError
 
 PRODUCTION, SHADOW = "primary", "shadow"
 
@@ -28,6 +29,13 @@ class Platform:
     capture_prefix: str = "capture"
     subnets: tuple[str, ...] = ()
     security_groups: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.subnets and (len(set(self.subnets)) < 2 or not self.security_groups):
+            raise SettingsError(
+                f"VPC config needs subnets in two Availability Zones and a security group, "
+                f"got subnets {list(self.subnets)} and groups {list(self.security_groups)}"
+            )
 
 
 def accepts_volume_key(instance_type: str) -> bool:
