@@ -26,6 +26,7 @@ import numpy as np
 from core.cpus import cpu_count
 from core.features import FEATURE_NAMES
 from serving import codecs, validation
+from serving.batch_limits import batcher_limit
 from serving.batcher import BatchStats, MicroBatcher
 from serving.capture import DataCapture
 from serving.errors import (
@@ -106,6 +107,9 @@ class FraudApp:
             )
             return
         s = self.scorer
+        self.batcher.max_batch_rows = batcher_limit(
+            s.selection, s.timings, self.settings.max_batch_size, self.settings.score_p99_budget_us
+        )
         self.checker = validation.Checker(s.feature_names, s.mins, s.maxs)
         self.metrics.set_model(s.model_version, s.thresholds_version)
         self.ready = True

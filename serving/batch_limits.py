@@ -29,3 +29,17 @@ def max_batch_size(p99_us_by_bucket: Mapping[int, float], budget_us: float, floo
         raise ValueError(f"p99 budget of {budget_us} us; expected > 0")
     fitting = [b for b, p99 in p99_us_by_bucket.items() if p99 <= budget_us]
     return max([floor, *fitting])
+
+
+GPU_BACKENDS = ("torch-cuda", "ort-cuda", "ort-tensorrt", "tensorrt")
+
+
+def batcher_limit(
+    selection: Mapping[int, str], timings: Timings, configured: int, budget_us: float
+) -> int:
+    """The batcher's row limit once backends are picked: ``configured`` on CPU; on a GPU
+    (any picked backend is a GPU one) the larger of it and :func:`max_batch_size` over the
+    picked backends' timings."""
+    if not any(name.startswith(GPU_BACKENDS) for name in selection.values()):
+        return configured
+    return max(configured, max_batch_size(picked_p99_us(selection, timings), budget_us))

@@ -19,6 +19,9 @@ from optimize.backends import Backend, candidates
 from optimize.package import verify
 from optimize.selection import BATCH_SIZES, bucket_for, select
 from optimize.thresholds import DECISIONS, decide
+from serving.batch_limits import GPU_BACKENDS
+
+GPU_BATCH_SIZES = (16_384, 65_536)
 
 log = logging.getLogger("fraud.serving.scorer")
 
@@ -41,6 +44,7 @@ class Scorer:
         self._by_bucket: dict[int, Backend] = {}
         self._buckets: list[int] = []
         self.selection: dict[int, str] = {}
+        self.timings: dict[str, dict[int, dict[str, float]]] = {}
 
     @property
     def model_version(self) -> str:
@@ -60,9 +64,11 @@ class Scorer:
         backends = candidates(
             self.package_dir, list(self.manifest["variants"]), self.thread_options
         )
-        chosen, timings, failures = select(
-            backends, len(features), BATCH_SIZES, self.timing_budget_s
-        )
+        # on a GPU big batches cost little more than small ones: time them too
+        gpu = any(b.name.startswith(GPU_BACKENDS) for b in backends)
+        sizes = (*BATCH_SIZES, *GPU_BATCH_SIZES) if gpu else BATCH_SIZES
+        chosen, timings, failures = select(backends, len(features), sizes, self.timing_budget_s)
+        self.timings = timings
         self._by_bucket = chosen
         self._buckets = sorted(chosen)  # bucket_for's search list, built once
         self.selection = {b: backend.name for b, backend in chosen.items()}

@@ -39,6 +39,8 @@ class Settings:
     max_queue_rows: int = 8_192
     deadline_ms: float = 1_000.0
     inline_max_rows: int = 16
+    # on a GPU: the batch limit grows to the largest bucket whose measured p99 fits this
+    score_p99_budget_us: float = 5_000.0
     # data capture (outside SageMaker; SageMaker captures itself from the endpoint config)
     capture_dir: Path | None = None
     capture_percent: float = 0.0
@@ -88,6 +90,7 @@ class Settings:
             "max_queue_rows": get("FRAUD_MAX_QUEUE_ROWS", int, 8_192),
             "deadline_ms": get("FRAUD_DEADLINE_MS", float, 1_000.0),
             "inline_max_rows": get("FRAUD_INLINE_MAX_ROWS", int, 16),
+            "score_p99_budget_us": get("FRAUD_SCORE_P99_BUDGET_US", float, 5_000.0),
             "capture_dir": Path(capture_dir) if capture_dir else None,
             "capture_percent": get("FRAUD_CAPTURE_PERCENT", float, 0.0),
             "endpoint_name": env.get("FRAUD_ENDPOINT_NAME", "local"),
@@ -108,6 +111,7 @@ class Settings:
             "timeout_s": self.timeout_s > 0,
             "max_payload_bytes": self.max_payload_bytes > 0,
             "max_batch_size": self.max_batch_size >= 1,
+            "score_p99_budget_us": self.score_p99_budget_us > 0,
             "max_delay_us": self.max_delay_us >= 0,
             "max_queue_rows": self.max_queue_rows >= 1,
             "deadline_ms": self.deadline_ms > 0,

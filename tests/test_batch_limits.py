@@ -6,7 +6,7 @@ import pytest
 
 from core.cpus import cpu_count
 from optimize.torch_cuda import cuda_available
-from serving.batch_limits import max_batch_size, picked_p99_us
+from serving.batch_limits import batcher_limit, max_batch_size, picked_p99_us
 from serving.settings import Settings, workers_default
 
 TIMINGS = {
@@ -51,3 +51,25 @@ def test_one_worker_owns_the_gpu_and_one_per_core_on_cpus() -> None:
     expected = 1 if cuda_available() else cpu_count()
     assert Settings.from_env({}).workers == expected
     assert Settings.from_env({"SAGEMAKER_MODEL_SERVER_WORKERS": "3"}).workers == 3
+
+
+def test_cpu_selection_keeps_the_configured_batcher_limit() -> None:
+    selection = {1: "ort-cpu/fp32/t1", 4_096: "ort-cpu/int8_dynamic/t1"}
+    timings = {
+        "ort-cpu/fp32/t1": {1: {"p99_us": 30.0}},
+        "ort-cpu/int8_dynamic/t1": {4_096: {"p99_us": 900.0}},
+    }
+    assert batcher_limit(selection, timings, configured=256, budget_us=5_000) == 256
+
+
+def test_gpu_selection_grows_the_batcher_limit_to_the_budget() -> None:
+    selection = {1: "torch-cuda/fp16", 4_096: "torch-cuda/fp16", 65_536: "torch-cuda/fp16"}
+    timings = {
+        "torch-cuda/fp16": {
+            1: {"p99_us": 45.0},
+            4_096: {"p99_us": 70.0},
+            65_536: {"p99_us": 9_000.0},
+        }
+    }
+    assert batcher_limit(selection, timings, configured=256, budget_us=5_000) == 4_096
+    assert batcher_limit(selection, timings, configured=256, budget_us=10_000) == 65_536
