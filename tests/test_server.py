@@ -141,6 +141,39 @@ def test_named_fields_echo_the_extra_fields(server: Server) -> None:
     assert r.json()["predictions"][0]["transaction_id"] == "tx-1"
 
 
+def test_each_decision_is_logged_once_with_versions_and_hashed_identifiers(
+    server: Server,
+) -> None:
+    instances = [
+        dict(zip(FEATURE_NAMES, ROW, strict=True)) | {"card_token": f"tok-{i}", "tx": i}
+        for i in range(2)
+    ]
+    r = post(
+        server,
+        json.dumps({"instances": instances}),
+        **{"X-Amzn-SageMaker-Inference-Id": "decision-log-test"},
+    )
+    assert r.status_code == 200, r.text
+    body = r.json()
+    records: list[dict[str, object]] = []
+    deadline = time.monotonic() + 5  # lines are written in batches, at least every 0.1 s
+    while len(records) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+        records = [
+            json.loads(line)
+            for line in server.log.read_text().splitlines()
+            if '"decision-log-test"' in line and '"fraud.decisions"' in line
+        ]
+    assert [rec["tx"] for rec in records] == [0, 1]
+    for rec, prediction in zip(records, body["predictions"], strict=True):
+        assert rec["model_version"] == body["model_version"]
+        assert rec["thresholds_version"] == body["thresholds_version"]
+        assert rec["decision"] == prediction["decision"]
+        assert rec["score"] == prediction["score"]
+        assert str(rec["card_token"]).startswith("hmac-sha256:")  # never the raw token
+        assert "tok-" not in json.dumps(rec)
+
+
 def test_csv_npy_and_jsonlines_give_the_same_scores(server: Server) -> None:
     rows = np.array([ROW, ROW], dtype=np.float32)
     rows[1, [0, 1, 2, 4, 12]] = [310.25, 1, 0, 77.5, 0.5]
