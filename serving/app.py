@@ -14,6 +14,7 @@ The model loads in a thread after start-up so the socket accepts connections at 
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import time
@@ -114,6 +115,9 @@ class FraudApp:
         )
         self.checker = validation.Checker(s.feature_names, s.mins, s.maxs)
         self.metrics.set_model(s.model_version, s.thresholds_version)
+        # everything loading created (modules, runtimes, buffers) lives as long as the process:
+        # move it out of the collector's generations so full collections stop walking it
+        gc.freeze()
         self.ready = True
 
     async def startup(self) -> None:
