@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import platform
 from pathlib import Path
-
-from core.cpus import cpu_count
 
 
 def machine() -> str:
@@ -19,7 +18,7 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    return f"{cpu}, {cpu_count()} cores available, Python {platform.python_version()}"
+    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
 def save(result: dict[str, object], out_dir: Path, prefix: str) -> Path:

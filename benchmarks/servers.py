@@ -35,9 +35,13 @@ def free_port() -> int:
 
 
 def pinned(cmd: list[str], core: int) -> list[str]:
-    """``cmd`` under ``taskset -c core`` where the machine has that core and taskset."""
-    cores = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set()
-    if shutil.which("taskset") and core in cores and len(cores) > 1:
+    """``cmd`` under ``taskset -c core`` where the machine has that core and taskset.
+
+    The machine's cores, not this process's affinity: a runner that pins itself to the load
+    core must still start servers on the server core (sharing one core hides the cross-core
+    wake-up every real request pays: the HTTP floor's c1 p50 drops from ~90 to ~50 us)."""
+    cores = os.cpu_count() or 1
+    if shutil.which("taskset") and core < cores and cores > 1:
         return ["taskset", "-c", str(core), *cmd]
     return cmd
 
