@@ -9,7 +9,8 @@ import platform
 from pathlib import Path
 
 
-def machine() -> str:
+def cpu_model() -> str:
+    """The CPU's model name and architecture, e.g. 'AMD EPYC (x86_64)'."""
     cpu = "unknown CPU"
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -18,7 +19,11 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    return f"{cpu} ({platform.machine()})"
+
+
+def machine() -> str:
+    return f"{cpu_model()}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
 def save(result: dict[str, object], out_dir: Path, prefix: str) -> Path:

@@ -108,12 +108,31 @@ def test_baseline_of_another_format_is_refused_by_name(tmp_path: Path) -> None:
     path = tmp_path / "baseline.json"
     with pytest.raises(ResultsFormatError, match="no baseline"):
         gate.load_baseline(path)
-    path.write_text(json.dumps({"format": 0, "ratios": {}}))
-    with pytest.raises(ResultsFormatError, match="format 0.*reads format 1"):
+    path.write_text(json.dumps({"format": 1, "ratios": {}}))
+    with pytest.raises(ResultsFormatError, match="format 1.*reads format 2"):
         gate.load_baseline(path)
-    path.write_text(json.dumps({"format": gate.FORMAT, "ratios": {}}))
-    with pytest.raises(ResultsFormatError, match="http_p50_over_floor"):
+    path.write_text(json.dumps({"format": gate.FORMAT, "calibrations": {}}))
+    with pytest.raises(ResultsFormatError, match="no calibration"):
         gate.load_baseline(path)
+    entry = {"ratios": {k: v for k, v in _baseline()["ratios"].items() if k != "ap_over_xgboost"}}
+    path.write_text(json.dumps({"format": gate.FORMAT, "calibrations": {"cpu A": entry}}))
+    with pytest.raises(ResultsFormatError, match="'cpu A' lacks .* 'ap_over_xgboost'"):
+        gate.load_baseline(path)
+
+
+def test_a_cpu_without_its_own_calibration_gets_wider_tolerances(tmp_path: Path) -> None:
+    path = tmp_path / "baseline.json"
+    gate.save_calibration(path, {"ratios": _baseline(tolerance=0.01)["ratios"]}, cpu="cpu A")
+    own = gate.load_baseline(path, cpu="cpu A")
+    other = gate.load_baseline(path, cpu="cpu B")
+    assert own["source"] == "calibrated on cpu A"
+    assert own["ratios"]["backend_speedup_b1"]["tolerance"] == 0.01
+    assert "no calibration for cpu B" in other["source"]
+    widened = other["ratios"]["backend_speedup_b1"]["tolerance"]
+    assert widened == pytest.approx(gate.PORTABLE_REL["backend_speedup_b1"] * 5.0)
+    gate.save_calibration(path, {"ratios": _baseline()["ratios"]}, cpu="cpu B")  # adds, keeps A
+    assert gate.load_baseline(path, cpu="cpu A")["source"] == "calibrated on cpu A"
+    assert gate.load_baseline(path, cpu="cpu B")["source"] == "calibrated on cpu B"
 
 
 def test_the_committed_baseline_loads() -> None:
