@@ -14,10 +14,11 @@ machines are 2-core and noisy; absolute times move between runs, ratios much les
 ``benchmarks/baseline.json`` holds, per CPU model, each ratio's expected value and tolerance,
 both from ``--calibrate`` (several runs of an unchanged tree: tolerance = max(k x the
 spread, a floor per ratio)). On a CPU model with no calibration the gate uses another's,
-with tolerances widened to ``PORTABLE_REL``, and says so. A ratio worse than baseline by more than its tolerance is measured
-again (``--retries`` more runs) and the gate fails only if the median of all its
-measurements is still worse. It fails closed: a ratio it could not measure, a missing
-tool, a server that does not start or a baseline of another format all fail the gate.
+with tolerances widened to ``PORTABLE_REL``, and says so. A ratio worse than baseline by
+more than its tolerance is measured again (``--retries`` more runs) and the gate fails
+only if the median of all its measurements is still worse. It fails closed: a ratio it
+could not measure, a missing tool, a server that does not start or a baseline of another
+format all fail the gate.
 
     python -m benchmarks.gate [--baseline benchmarks/baseline.json] [--retries 2]
     python -m benchmarks.gate --calibrate --runs 6      # (re)calibrate this CPU model
@@ -325,7 +326,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"bench-gate on {machine()}, baseline {baseline['source']}\n\n{report(verdicts)}")
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps([dataclasses.asdict(v) for v in verdicts], indent=2))
+        rows = [{**dataclasses.asdict(v), "median": v.value} for v in verdicts]
+        args.json.write_text(json.dumps(rows, indent=2))
     failed = [v.name for v in verdicts if v.status != "ok"]
     if failed:
         print(f"\nbench-gate: FAILED: {', '.join(failed)}", file=sys.stderr)
