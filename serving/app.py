@@ -265,6 +265,14 @@ class FraudApp:
         if not self.ready or checker is None:
             raise NotReady(f"not ready: {self.load_error or 'the model package is still loading'}")
         body = await self._read_body(headers, receive)
+        if self.batcher.full:
+            # shed before decoding: under overload the decode of requests that the full queue
+            # would refuse anyway starved the loop, and queued requests overstayed their
+            # deadline (a 500-row CSV decode takes ~3 ms; seen with make loadtest's spike)
+            raise Overloaded(
+                f"queue full ({self.batcher.queued_rows} rows waiting, limit "
+                f"{self.batcher.max_queue_rows}); retry shortly"
+            )
         content_type = headers.get("content-type")
         accept = codecs.negotiate(headers.get("accept"), self.settings.default_accept)
         decoded = codecs.decode(body, content_type, self.scorer.feature_names)

@@ -84,6 +84,11 @@ class MicroBatcher:
     def queued_rows(self) -> int:
         return self._queued_rows
 
+    @property
+    def full(self) -> bool:
+        """No request can join the queue now (callers may refuse before doing any work)."""
+        return self._queued_rows >= self.max_queue_rows
+
     def start(self) -> None:
         self._wakeup = asyncio.Event()
         self._arrival = asyncio.Event()

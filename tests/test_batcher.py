@@ -187,3 +187,25 @@ def test_close_waits_for_a_batch_already_taken_from_the_queue() -> None:
         return task.result()
 
     assert asyncio.run(main()).tolist() == [7.0] * 3
+
+
+def test_full_turns_true_while_the_queue_is_at_its_limit_and_false_once_drained() -> None:
+    def slow(x: np.ndarray) -> np.ndarray:
+        time.sleep(0.05)
+        return x[:, 0]
+
+    async def main() -> tuple[bool, bool, bool]:
+        b = MicroBatcher(slow, max_batch_rows=10, max_queue_rows=20, inline_max_rows=0)
+        b.start()
+        before = b.full
+        tasks = [asyncio.ensure_future(b.submit(_rows(0, 10)))]
+        await asyncio.sleep(0.01)  # that batch is scoring (50 ms) while two more arrive
+        tasks += [asyncio.ensure_future(b.submit(_rows(i, 10))) for i in (1, 2)]
+        await asyncio.sleep(0.01)
+        during = b.full
+        await asyncio.gather(*tasks, return_exceptions=True)
+        after = b.full
+        await b.close()
+        return before, during, after
+
+    assert asyncio.run(main()) == (False, True, False)
