@@ -11,7 +11,7 @@ import torch
 from fastapi import FastAPI
 from pydantic import BaseModel
 
-from model.network import FraudNet
+from model.network import from_description
 
 
 class Request(BaseModel):
@@ -21,11 +21,7 @@ class Request(BaseModel):
 def create_app() -> FastAPI:
     package = Path(os.environ.get("FRAUD_MODEL_DIR", "artifacts/package"))
     manifest = json.loads((package / "manifest.json").read_text())
-    cfg = dict(manifest["network"])
-    cfg["ratio_pairs"] = [tuple(p) for p in cfg["ratio_pairs"]]
-    model = FraudNet(**cfg)
-    model.load_state_dict(torch.load(package / "model.pt", weights_only=True))
-    model.eval()
+    model = from_description(manifest["network"], package / "model.pt")
     torch.set_num_threads(1)
     app = FastAPI()
 

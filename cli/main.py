@@ -76,25 +76,13 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
-def _hyperparameters(pairs: Sequence[str]) -> dict[str, str]:
-    out = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            from model.errors import HyperparameterError
-
-            raise HyperparameterError(f"--set expects key=value, got {pair!r}")
-        out[key.strip()] = value
-    return out
-
-
 def cmd_train(args: argparse.Namespace) -> int:
     from model.dataset import read_transactions
-    from model.hyperparameters import Hyperparameters
+    from model.hyperparameters import Hyperparameters, parse_pairs
     from model.train import train_model
 
     paths = _paths(args.artifacts)
-    hp = Hyperparameters.from_strings(_hyperparameters(args.set))
+    hp = Hyperparameters.from_strings(parse_pairs(args.set))
     df = read_transactions(args.data or paths["data"])
     out = args.out or paths["model"]
     description = train_model(
@@ -141,11 +129,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_tune(args: argparse.Namespace) -> int:
     from model.dataset import read_transactions
-    from model.hyperparameters import Hyperparameters
+    from model.hyperparameters import Hyperparameters, parse_pairs
     from model.tuning import NN_CANDIDATES, to_json, tune_nn, tune_xgboost, validation_folds
 
     paths = _paths(args.artifacts)
-    hp = Hyperparameters.from_strings(_hyperparameters(args.set))
+    hp = Hyperparameters.from_strings(parse_pairs(args.set))
     folds = validation_folds(read_transactions(args.data or paths["data"]), hp, args.folds)
     if args.model == "xgboost":
         results = tune_xgboost(folds, args.trials, seed=args.seed)

@@ -161,9 +161,9 @@ def cmd_neo(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from cli.main import _hyperparameters
     from deploy.aws import client
     from deploy.training import TrainingJob, train
+    from model.hyperparameters import parse_pairs
 
     aws = _aws(args)
     job = TrainingJob(
@@ -177,7 +177,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         instance_type=args.instance_type,
         max_runtime_s=args.max_runtime_s,
         max_wait_s=args.max_wait_s,
-        hyperparameters=tuple(sorted(_hyperparameters(args.set).items())),
+        hyperparameters=tuple(sorted(parse_pairs(args.set).items())),
     )
     return _print(train(client(aws, "sagemaker"), job, args.timeout_s))
 

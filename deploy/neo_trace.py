@@ -34,19 +34,15 @@ def _torch_version(text: str) -> tuple[int, int]:
 def build(package: Path, out: Path, max_batch: int = 1, allow_newer_torch: bool = False) -> Path:
     import torch
 
-    from model.network import FraudNet
+    from model.network import from_description
 
     if _torch_version(torch.__version__) > MAX_TORCH and not allow_newer_torch:
         raise SettingsError(
             f"torch {torch.__version__} is newer than Neo's PyTorch 2.0: trace under torch<=2.0"
         )
     manifest = json.loads((package / "manifest.json").read_text())
-    cfg = dict(manifest["network"])
-    cfg["ratio_pairs"] = [tuple(p) for p in cfg["ratio_pairs"]]
-    net = FraudNet(**cfg)
-    net.load_state_dict(torch.load(package / "model.pt", weights_only=True))
-    net.eval()
-    example = torch.zeros(max_batch, cfg["n_features"], dtype=torch.float32)
+    net = from_description(manifest["network"], package / "model.pt")
+    example = torch.zeros(max_batch, manifest["network"]["n_features"], dtype=torch.float32)
     with torch.no_grad():
         traced = torch.jit.trace(net, example)
     with tempfile.TemporaryDirectory() as tmp:

@@ -12,7 +12,7 @@ import dataclasses
 import datetime as dt
 import json
 import typing
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from model.dataset import DEFAULT_TRAIN_START
 from model.errors import HyperparameterError
@@ -96,3 +96,14 @@ def _parse(hint: object, value: object) -> object:
     if hint is str:
         return text
     raise TypeError(f"no parser for {hint}")
+
+
+def parse_pairs(pairs: Sequence[str]) -> dict[str, str]:
+    """``["key=value", ...]`` (the ``--set`` options) -> {key: value}, still as strings."""
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise HyperparameterError(f"--set expects key=value, got {pair!r}")
+        out[key.strip()] = value
+    return out

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from model.errors import ModelDirError
-from model.network import FraudNet
+from model.network import FraudNet, from_description
 
 WEIGHTS_FILE = "model.pt"
 ROWS_FILE = "rows.npz"
@@ -104,14 +104,10 @@ def load(model_dir: Path) -> tuple[FraudNet, dict[str, object]]:
     weights = Path(model_dir) / WEIGHTS_FILE
     if not weights.exists():
         raise ModelDirError(f"{weights} is missing: the model directory holds no weights")
-    cfg = dict(description["network"])  # type: ignore[call-overload]
-    cfg["ratio_pairs"] = [tuple(p) for p in cfg["ratio_pairs"]]
-    model = FraudNet(**cfg)
     try:
-        model.load_state_dict(torch.load(weights, weights_only=True))
+        model = from_description(description["network"], weights)  # type: ignore[arg-type]
     except (RuntimeError, OSError, EOFError) as exc:
         raise ModelDirError(f"{weights} cannot be loaded into FraudNet: {exc}") from exc
-    model.eval()
     return model, description
 
 

@@ -15,6 +15,10 @@ so an exported graph is self-contained:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -97,3 +101,15 @@ class EnsembleLinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # (members, batch, n_in) -> (members, batch, n_out)
         return torch.baddbmm(self.bias, x, self.weight)
+
+
+def from_description(network: Mapping[str, Any], weights: Path | None = None) -> FraudNet:
+    """The network a package or model directory describes (its ``network`` config, as JSON
+    gives it back), with ``weights`` (a state dict, loaded weights_only) when given, in eval
+    mode on the CPU. Raises what torch raises on weights that do not fit."""
+    cfg = dict(network)
+    cfg["ratio_pairs"] = [tuple(p) for p in cfg["ratio_pairs"]]  # JSON made them lists
+    net = FraudNet(**cfg)
+    if weights is not None:
+        net.load_state_dict(torch.load(weights, weights_only=True, map_location="cpu"))
+    return net.eval()

@@ -243,13 +243,9 @@ def verify(pkg: Path, rerun_parity: bool = True) -> dict[str, Any]:
 
 
 def _rerun_parity(pkg: Path, manifest: dict[str, Any]) -> None:
-    from model.network import FraudNet
+    from model.network import from_description
 
-    cfg = dict(manifest["network"])
-    cfg["ratio_pairs"] = [tuple(p) for p in cfg["ratio_pairs"]]
-    net = FraudNet(**cfg)
-    net.load_state_dict(torch.load(pkg / WEIGHTS, weights_only=True))
-    net.eval()
+    net = from_description(manifest["network"], pkg / WEIGHTS)
     x = random_rows([(f["min"], f["max"]) for f in manifest["features"]], 1_024, seed=1)
     diff = float(np.max(np.abs(torch_scores(net, x) - onnx_scores(pkg / "model.onnx", x))))
     if diff > manifest["parity"]["limit"]:

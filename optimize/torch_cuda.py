@@ -86,13 +86,9 @@ def load_network(weights: Path, network: dict[str, Any], dtype: str = "fp32") ->
     precision ``dtype`` its MLP layers are cast, with casts at their edges."""
     import torch
 
-    from model.network import FraudNet
+    from model.network import from_description
 
-    cfg = dict(network)
-    cfg["ratio_pairs"] = [tuple(p) for p in cfg["ratio_pairs"]]
-    net = FraudNet(**cfg)
-    net.load_state_dict(torch.load(weights, weights_only=True, map_location="cpu"))
-    net.eval()
+    net = from_description(network, weights)
     if dtype != "fp32":
         low = {"fp16": torch.float16, "bf16": torch.bfloat16}[dtype]
         net.hidden_layers.to(low)
