@@ -17,7 +17,7 @@ from pathlib import Path
 
 from benchmarks.report import machine, save
 from core.cpus import cpu_count
-from core.features import N_FEATURES
+from core.feature_names import N_FEATURES
 from optimize.backends import candidates
 from optimize.package import verify
 from optimize.selection import BATCH_SIZES, time_backend

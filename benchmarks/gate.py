@@ -128,7 +128,7 @@ def measure_backends(package: Path, budget_s: float = 0.3) -> dict[str, float]:
     """Fastest of the package's ORT variants vs PyTorch eager, both on one thread (as a
     server worker runs them; a multi-threaded reference swings wildly when anything else
     shares the 2 cores)."""
-    from core.features import N_FEATURES
+    from core.feature_names import N_FEATURES
     from optimize.backends import candidates
     from optimize.package import verify
     from optimize.selection import time_backend

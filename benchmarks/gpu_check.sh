@@ -23,7 +23,9 @@ BUDGET_S=${GPU_CHECK_BUDGET_S:-230}
 COMPILE=${GPU_CHECK_COMPILE:-0}
 
 if [ "${1:-}" = fetch-wheels ]; then
-    pins=$(grep -E '^(uvicorn|httptools)==' requirements.lock | tr '\n' ' ')
+    # what the server imports beyond the device's torch, numpy, onnx and onnxruntime
+    pins=$(grep -E '^(uvicorn|httptools|uvloop|prometheus_client|click|h11)==' requirements.lock \
+        | tr '\n' ' ')
     mkdir -p "$WHEELS"
     grep -qxF "/$WHEELS/" .git/info/exclude 2>/dev/null || echo "/$WHEELS/" >>.git/info/exclude
     # shellcheck disable=SC2086  # one argument per pin
@@ -74,7 +76,7 @@ else
 fi
 
 echo "== 3. HTTP, GPU server against CPU server ($(left) s left)"
-if ! "$PY" -c 'import uvicorn, httptools, uvloop, prometheus_client' 2>/dev/null; then
+if ! "$PY" -c 'import serving.entrypoint, serving.app, uvicorn, httptools, uvloop' 2>/dev/null; then
     echo "HTTP skipped: the web stack does not import (run benchmarks/gpu_check.sh fetch-wheels" \
         "here and carry .whl)"
 elif [ ! -f "$PACKAGE/manifest.json" ]; then

@@ -22,7 +22,7 @@ import numpy as np
 
 from benchmarks.report import machine, save
 from core.cpus import cpu_count
-from core.features import N_FEATURES
+from core.feature_names import N_FEATURES
 from optimize.backends import Backend, OrtBackend, TorchBackend, candidates, discover
 from optimize.package import verify
 from optimize.selection import time_backend

@@ -31,7 +31,7 @@ from typing import Any
 from locust import LoadTestShape, User, constant_throughput, events, task
 from locust.contrib.fasthttp import FastHttpUser
 
-from core.features import FEATURE_NAMES
+from core.feature_names import FEATURE_NAMES
 
 PHASES = ("ramp", "plateau", "spike")
 MALFORMED = {

@@ -22,28 +22,15 @@ import numpy as np
 import pandas as pd
 
 from core.errors import FeatureError
+from core.feature_names import (  # noqa: F401  (re-exported: the names live with the math)
+    CUSTOMER_WINDOWS_DAYS,
+    FEATURE_NAMES,
+    N_FEATURES,
+    TERMINAL_WINDOWS_DAYS,
+)
 
 SECONDS_PER_DAY = 86_400
-CUSTOMER_WINDOWS_DAYS = (1, 7, 30)
-TERMINAL_WINDOWS_DAYS = (1, 7, 30)
 LABEL_DELAY_DAYS = 7
-
-FEATURE_NAMES: tuple[str, ...] = (
-    "amount",
-    "is_weekend",
-    "is_night",
-    *(
-        name
-        for n in CUSTOMER_WINDOWS_DAYS
-        for name in (f"customer_count_{n}d", f"customer_mean_amount_{n}d")
-    ),
-    *(
-        name
-        for n in TERMINAL_WINDOWS_DAYS
-        for name in (f"terminal_count_{n}d", f"terminal_risk_{n}d")
-    ),
-)
-N_FEATURES = len(FEATURE_NAMES)
 
 # columns a transaction table must carry to compute features (labels for terminal risk)
 REQUIRED_COLUMNS = ("transaction_id", "tx_datetime", "customer_id", "terminal_id", "amount")

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from core.features import FEATURE_NAMES
+from core.feature_names import FEATURE_NAMES
 from model import model_dir
 from optimize import monitor_baseline
 from optimize.backends import candidates, discover

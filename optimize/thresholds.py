@@ -15,7 +15,6 @@ import hashlib
 import json
 
 import numpy as np
-from sklearn.metrics import precision_recall_curve
 
 DECISIONS = ("decline", "review", "approve")
 
@@ -26,6 +25,8 @@ def choose_thresholds(
     decline_precision: float = 0.9,
     review_share: float = 0.01,
 ) -> dict[str, object]:
+    from sklearn.metrics import precision_recall_curve  # build time only: the server skips it
+
     precision, recall, cut = precision_recall_curve(labels, scores)
     ok = np.flatnonzero(precision[:-1] >= decline_precision)
     decline = float(cut[ok[0]]) if len(ok) else float(scores.max()) + 1e-6

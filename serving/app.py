@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from core.cpus import cpu_count
-from core.features import FEATURE_NAMES
+from core.feature_names import FEATURE_NAMES
 from serving import codecs, logs, validation
 from serving.batch_limits import batcher_limit
 from serving.batcher import BatchStats, MicroBatcher
