@@ -20,7 +20,7 @@ only if the median of all its measurements is still worse. It fails closed: a ra
 could not measure, a missing tool, a server that does not start or a baseline of another
 format all fail the gate.
 
-    python -m benchmarks.gate [--baseline benchmarks/baseline.json] [--retries 2]
+    python -m benchmarks.gate [--baseline benchmarks/baseline.json] [--retries 3]
     python -m benchmarks.gate --calibrate --runs 6      # (re)calibrate this CPU model
     python -m benchmarks.gate --slow-us 50              # gate a deliberately slowed server
 """
@@ -226,14 +226,17 @@ def judge(baseline: Mapping[str, Any], measured: Mapping[str, Sequence[float]]) 
 def gate(
     baseline: Mapping[str, Any],
     measure: Callable[[], Mapping[str, float]],
-    retries: int = 2,
+    retries: int = 3,
 ) -> list[Verdict]:
     """Measure; while a ratio looks regressed and retries remain, measure again."""
     measured: dict[str, list[float]] = {}
 
     def take() -> None:
-        for name, value in measure().items():
+        figures = measure()
+        for name, value in figures.items():
             measured.setdefault(name, []).append(value)
+        # each round in the log, so a re-measurement in CI shows what looked worse
+        print("bench-gate round:", json.dumps({k: round(v, 4) for k, v in figures.items()}))
 
     take()
     verdicts = judge(baseline, measured)
@@ -298,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--baseline", type=Path, default=Path("benchmarks/baseline.json"))
     parser.add_argument("--seconds", type=float, default=2.0, help="per wrk cell")
-    parser.add_argument("--retries", type=int, default=2)
+    parser.add_argument("--retries", type=int, default=3)
     parser.add_argument("--slow-us", type=int, default=0, help="gate a slowed server")
     parser.add_argument(
         "--calibrate", action="store_true", help="(re)calibrate this CPU model's baseline"
