@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import orjson
 
 from serving.errors import BadRequest, NotAcceptable, UnsupportedMediaType
 
@@ -89,7 +90,13 @@ def _lines(text: str) -> list[str]:
 
 
 def _read_json(body: bytes, names: Sequence[str]) -> Decoded:
-    data = _parse_json(_text(body), line=None)
+    try:
+        # orjson parses a small body in about a third of the stdlib's time; where it refuses
+        # (NaN literals, a BOM, lone surrogates, bad UTF-8 or syntax) the stdlib reads the
+        # body as before and names the problem
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        data = _parse_json(_text(body), line=None)
     if isinstance(data, dict):
         if "instances" in data:
             rows = data["instances"]
