@@ -31,6 +31,7 @@ import argparse
 import dataclasses
 import datetime as dt
 import json
+import math
 import statistics
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -190,17 +191,31 @@ def load_baseline(path: Path, cpu: str | None = None) -> dict[str, Any]:
                 raise ResultsFormatError(
                     f"{path}: calibration {key!r} lacks value and tolerance for ratio {name!r}"
                 )
+            if not _usable(ratio["value"], ratio["tolerance"]):  # NaN would pass every run
+                raise ResultsFormatError(
+                    f"{path}: calibration {key!r} has value {ratio['value']!r} and tolerance "
+                    f"{ratio['tolerance']!r} for {name!r}; expected finite numbers, "
+                    "tolerance >= 0"
+                )
     if cpu in calibrations:
         return {"source": f"calibrated on {cpu}", "ratios": calibrations[cpu]["ratios"]}
     other = sorted(calibrations)[0]
+    mine = calibrations[other]["ratios"]
     ratios = {
         name: {
-            **r,
-            "tolerance": max(r["tolerance"], PORTABLE_REL[name] * abs(r["value"])),
+            **mine[name],
+            "tolerance": max(
+                mine[name]["tolerance"], PORTABLE_REL[name] * abs(mine[name]["value"])
+            ),
         }
-        for name, r in calibrations[other]["ratios"].items()
+        for name in BY_NAME
     }
     return {"source": f"portable (no calibration for {cpu}; from {other})", "ratios": ratios}
+
+
+def _usable(value: object, tolerance: object) -> bool:
+    numbers = all(isinstance(v, int | float) and math.isfinite(v) for v in (value, tolerance))
+    return numbers and float(tolerance) >= 0  # type: ignore[arg-type]
 
 
 def worse_by(ratio: Ratio, baseline: float, measured: float) -> float:
@@ -256,6 +271,8 @@ def calibrate(runs: list[Mapping[str, float]]) -> dict[str, Any]:
     ratios = {}
     for ratio in RATIOS:
         values = [r[ratio.name] for r in runs]
+        if not all(math.isfinite(v) for v in values):
+            raise MeasurementFailed(f"calibration runs of {ratio.name} include {values}")
         mid = statistics.median(values)
         sd = 1.4826 * statistics.median(abs(v - mid) for v in values)
         ratios[ratio.name] = {

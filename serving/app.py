@@ -101,6 +101,15 @@ class FraudApp:
     def _load(self) -> None:
         try:
             self.scorer.load()
+            s = self.scorer
+            self.batcher.max_batch_rows = batcher_limit(
+                s.selection,
+                s.timings,
+                self.settings.max_batch_size,
+                self.settings.score_p99_budget_us,
+            )
+            self.checker = validation.Checker(s.feature_names, s.mins, s.maxs)
+            self.metrics.set_model(s.model_version, s.thresholds_version)
         except Exception as exc:  # a bad package keeps /ping at 503, with the reason
             self.load_error = f"{type(exc).__name__}: {exc}"
             log.error(
@@ -109,14 +118,10 @@ class FraudApp:
                 extra={"fields": {"model_dir": str(self.settings.model_dir)}},
             )
             return
-        s = self.scorer
-        self.batcher.max_batch_rows = batcher_limit(
-            s.selection, s.timings, self.settings.max_batch_size, self.settings.score_p99_budget_us
-        )
-        self.checker = validation.Checker(s.feature_names, s.mins, s.maxs)
-        self.metrics.set_model(s.model_version, s.thresholds_version)
         # everything loading created (modules, runtimes, buffers) lives as long as the process:
-        # move it out of the collector's generations so full collections stop walking it
+        # drop loading's garbage, then move the rest out of the collector's generations so
+        # full collections stop walking it
+        gc.collect()
         gc.freeze()
         self.ready = True
 
@@ -136,13 +141,16 @@ class FraudApp:
         self._flush_timer = loop.call_later(logs.FLUSH_INTERVAL_S, self._flush_logs)
 
     async def shutdown(self) -> None:
-        await self.batcher.close()
-        if self.capture is not None:
-            await asyncio.get_running_loop().run_in_executor(None, self.capture.close)
-        log.info("shut down", extra={"fields": {"captured": getattr(self.capture, "written", 0)}})
-        if self._flush_timer is not None:
-            self._flush_timer.cancel()
-        logs.flush()
+        try:
+            await self.batcher.close()
+            if self.capture is not None:
+                await asyncio.get_running_loop().run_in_executor(None, self.capture.close)
+            written = getattr(self.capture, "written", 0)
+            log.info("shut down", extra={"fields": {"captured": written}})
+        finally:  # worker processes end with os._exit: this flush is the only sure one
+            if self._flush_timer is not None:
+                self._flush_timer.cancel()
+            logs.flush()
 
     def _next_id(self) -> str:
         # unique per process and request, far cheaper than uuid4 on the hot path
@@ -282,10 +290,9 @@ class FraudApp:
         self.metrics.queue_rows = self.batcher.queued_rows + len(decoded.x)
         scores = self.batcher.admit(decoded.x, client=scope.get("client"))
         if scores is None:  # it waits in the queue for a batch
+            queued = self.batcher.enqueue(decoded.x)  # joins the queue now, not in a later task
             try:
-                scores = await asyncio.wait_for(
-                    self.batcher.enqueue(decoded.x), self.settings.timeout_s
-                )
+                scores = await asyncio.wait_for(queued, self.settings.timeout_s)
             except TimeoutError as exc:
                 raise DeadlineExceeded(
                     "not scored within "

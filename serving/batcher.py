@@ -32,6 +32,7 @@ import numpy as np
 from serving.errors import DeadlineExceeded, Overloaded
 
 ACTIVE_WINDOW_S = 0.1
+MAX_CLIENTS = 1_024  # connections remembered before idle ones are dropped (a bounded scan)
 
 
 @dataclasses.dataclass
@@ -95,7 +96,7 @@ class MicroBatcher:
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     def _active_clients(self, now: float) -> int:
-        if len(self._clients) > 4 * self.max_batch_rows:  # forget closed connections
+        if len(self._clients) > MAX_CLIENTS:  # forget closed connections
             self._clients = {k: t for k, t in self._clients.items() if now - t < ACTIVE_WINDOW_S}
         return sum(1 for t in self._clients.values() if now - t < ACTIVE_WINDOW_S)
 
@@ -106,7 +107,9 @@ class MicroBatcher:
 
     def admit(self, x: np.ndarray, client: object = None) -> np.ndarray | None:
         """Accept one request: its scores at once when it may skip the queue, else None and
-        the caller awaits :meth:`enqueue`. Raises Overloaded when shutting down or full.
+        the caller awaits what :meth:`enqueue` returns (call it at once: the capacity check
+        here counts on the rows joining the queue in the same step). Raises Overloaded when
+        shutting down or full.
 
         Synchronous on purpose: the common lone single-record request then costs no
         coroutine or task at all on its way to the model."""
@@ -143,9 +146,11 @@ class MicroBatcher:
         self.stats.on_batch(len(x), 1)
         return scores
 
-    async def enqueue(self, x: np.ndarray) -> np.ndarray:
-        """Queue a request that :meth:`admit` did not score; its scores once its batch ran."""
-        if self._closing:  # close() began between admit and now: it waits for no newcomer
+    def enqueue(self, x: np.ndarray) -> asyncio.Future[np.ndarray]:
+        """Queue a request that :meth:`admit` did not score, in the same step (no await in
+        between, so the next request's capacity check sees these rows); the future resolves
+        to its scores once its batch ran. A cancelled future is skipped by the collector."""
+        if self._closing:
             raise Overloaded("the server is shutting down")
         future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
         self._queue.append(_Pending(x, future, time.perf_counter()))
@@ -153,7 +158,7 @@ class MicroBatcher:
         assert self._wakeup is not None and self._arrival is not None
         self._wakeup.set()
         self._arrival.set()
-        return await future
+        return future
 
     async def close(self) -> None:
         """Score everything already accepted, then stop."""

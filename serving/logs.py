@@ -25,15 +25,15 @@ FLUSH_INTERVAL_S = 0.1
 class JsonFormatter(logging.Formatter):
     def __init__(self) -> None:
         super().__init__()
-        self._second = -1
-        self._stamp = ""
+        self._cached = (-1, "")  # (second, its text): one tuple, so threads never mix the two
 
     def _time(self, created: float) -> str:
         second = int(created)
-        if second != self._second:  # strftime once per second, not once per line
-            self._second = second
-            self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        return f"{self._stamp}.{int((created - second) * 1000):03d}Z"
+        cached_second, stamp = self._cached
+        if second != cached_second:  # strftime once per second, not once per line
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._cached = (second, stamp)
+        return f"{stamp}.{int((created - second) * 1000):03d}Z"
 
     def line(
         self, created: float, level: str, logger: str, message: str, fields: dict[str, object]

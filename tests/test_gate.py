@@ -120,6 +120,17 @@ def test_baseline_of_another_format_is_refused_by_name(tmp_path: Path) -> None:
         gate.load_baseline(path)
 
 
+def test_a_baseline_holding_nan_is_refused_instead_of_passing_everything(tmp_path: Path) -> None:
+    path = tmp_path / "baseline.json"
+    ratios = _baseline()["ratios"]
+    ratios["http_p50_over_floor"] = {"value": float("nan"), "tolerance": 0.5}
+    path.write_text(
+        json.dumps({"format": gate.FORMAT, "calibrations": {"cpu A": {"ratios": ratios}}})
+    )
+    with pytest.raises(ResultsFormatError, match="expected finite numbers"):
+        gate.load_baseline(path, cpu="cpu A")
+
+
 def test_a_cpu_without_its_own_calibration_gets_wider_tolerances(tmp_path: Path) -> None:
     path = tmp_path / "baseline.json"
     gate.save_calibration(path, {"ratios": _baseline(tolerance=0.01)["ratios"]}, cpu="cpu A")
