@@ -16,15 +16,12 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from benchmarks import open_loop
+from benchmarks import open_loop, servers
 from benchmarks.report import machine, save
 from optimize.torch_cuda import NO_CUDA_REASON, cuda_available
 
@@ -34,37 +31,16 @@ P99_BUDGET_US = 10_000.0
 READY_TIMEOUT_S = 90.0
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _start(
     package: Path, cores: list[int], env: dict[str, str], log: Path
 ) -> tuple[subprocess.Popen[bytes], int]:
-    port = _free_port()
+    port = servers.free_port()
     cmd = ["taskset", "-c", ",".join(map(str, cores)), sys.executable, "-m", "serving.entrypoint"]
     server_env = {**os.environ, "FRAUD_MODEL_DIR": str(package), **env}
     server_env["SAGEMAKER_BIND_TO_PORT"] = str(port)
     with log.open("w") as out:
         proc = subprocess.Popen(cmd, env=server_env, stdout=out, stderr=subprocess.STDOUT)
     return proc, port
-
-
-def _wait_ready(proc: subprocess.Popen[bytes], port: int, log: Path) -> float:
-    start = time.monotonic()
-    while time.monotonic() - start < READY_TIMEOUT_S:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited: {log.read_text()[-2000:]}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2) as r:
-                if r.status == 200:
-                    return time.monotonic() - start
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"/ping not healthy within {READY_TIMEOUT_S} s: {log.read_text()[-2000:]}")
 
 
 def _step(port: int, rate: float, seconds: float, generators: int) -> dict[str, float]:
@@ -95,7 +71,7 @@ def measure(
     """Start one server, sweep the rates, stop it."""
     proc, port = _start(package, cores, env, log)
     try:
-        ready_s = _wait_ready(proc, port, log)
+        ready_s = servers.wait_healthy("ours", proc, port, log, READY_TIMEOUT_S)
         _step(port, RATES[0], 1.0, 2)  # warm-up: connections, first batches
         steps = []
         for rate in RATES:

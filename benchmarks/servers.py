@@ -88,7 +88,7 @@ def running(
             stderr=subprocess.STDOUT,
         )
         try:
-            _wait_healthy(name, proc, port, Path(log.name), start_timeout_s)
+            wait_healthy(name, proc, port, Path(log.name), start_timeout_s)
             yield port
         finally:
             proc.terminate()
@@ -99,10 +99,13 @@ def running(
                 proc.wait()
 
 
-def _wait_healthy(
+def wait_healthy(
     name: str, proc: subprocess.Popen[bytes], port: int, log: Path, timeout_s: float
-) -> None:
-    deadline = time.monotonic() + timeout_s
+) -> float:
+    """Seconds until ``/ping`` answered 200; ServerFailed if the server exits, refuses its
+    package or stays unhealthy for ``timeout_s``."""
+    started = time.monotonic()
+    deadline = started + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise ServerFailed(
@@ -112,7 +115,7 @@ def _wait_healthy(
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2) as r:
                 if r.status == 200:
-                    return
+                    return time.monotonic() - started
         except urllib.error.HTTPError as exc:
             # ours answers 503 while loading, and 503 with the reason once it refused the
             # package: waiting longer would not help
