@@ -19,6 +19,8 @@ import sys
 import time
 from typing import TextIO
 
+import orjson
+
 FLUSH_INTERVAL_S = 0.1
 
 
@@ -45,7 +47,10 @@ class JsonFormatter(logging.Formatter):
             "message": message,
         }
         out.update(fields)
-        return json.dumps(out, default=str)
+        try:  # orjson: ~1 us for a decision line against the stdlib's ~5 us
+            return orjson.dumps(out, default=str).decode()
+        except orjson.JSONEncodeError:  # integers beyond 64 bits
+            return json.dumps(out, default=str)
 
     def format(self, record: logging.LogRecord) -> str:
         fields = getattr(record, "fields", None)

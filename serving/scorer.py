@@ -45,18 +45,18 @@ class Scorer:
         self._buckets: list[int] = []
         self.selection: dict[int, str] = {}
         self.timings: dict[str, dict[int, dict[str, float]]] = {}
-
-    @property
-    def model_version(self) -> str:
-        return str(self.manifest.get("model_version", ""))
-
-    @property
-    def thresholds_version(self) -> str:
-        return str(self.thresholds.get("version", ""))
+        self.model_version = ""
+        self.thresholds_version = ""
+        self._bands = (1.0, 1.0)  # (decline, review) score thresholds, set by load()
 
     def load(self) -> None:
         self.manifest = verify(self.package_dir)
         self.thresholds = json.loads((self.package_dir / "thresholds.json").read_text())
+        # read on every request: plain attributes, not properties over the two dicts
+        self.model_version = str(self.manifest.get("model_version", ""))
+        self.thresholds_version = str(self.thresholds.get("version", ""))
+        bands = self.thresholds["bands"]
+        self._bands = (float(bands["decline"]), float(bands["review"]))
         features = self.manifest["features"]
         self.feature_names = [f["name"] for f in features]
         self.mins = np.array([f["min"] for f in features], dtype=np.float32)
@@ -92,12 +92,6 @@ class Scorer:
 
     def decisions(self, scores: np.ndarray) -> list[str]:
         if len(scores) == 1:  # the common single-record request: skip the array work
-            s, bands = float(scores[0]), self.thresholds["bands"]
-            return [
-                "decline"
-                if s >= bands["decline"]
-                else "review"
-                if s >= bands["review"]
-                else "approve"
-            ]
+            s, (decline, review) = float(scores[0]), self._bands
+            return ["decline" if s >= decline else "review" if s >= review else "approve"]
         return [DECISIONS[i] for i in decide(scores, self.thresholds)]
