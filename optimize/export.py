@@ -54,7 +54,82 @@ class InferenceForm(nn.Module):
         return torch.sigmoid(net.calib_slope * mean_logit + net.calib_intercept)
 
 
-def export_onnx(model: FraudNet, path: Path) -> None:
+class FusedForm(nn.Module):
+    """The same function in fewer, larger graph nodes, for small batches, where each node's
+    dispatch costs more than its arithmetic (60 nodes in InferenceForm's graph, 24 here):
+
+    - the derived inputs are one gather, clamp and log1p over all their columns;
+    - a log-ratio enters the first layer as its numerator and its denominator, with opposite
+      weights (a linear layer distributes over the difference); both are standardised with
+      the ratio's scale and the ratio's centre is taken once, so their difference is the
+      standardised ratio;
+    - the members' first layers are one GEMM, split per member after it;
+    - the head, the members' mean and Platt's slope and intercept are one GEMM over the
+      members' concatenated last hidden layers.
+
+    Measured with ONNX Runtime on one core of the 2-core build machine: batch 1 20.4 ->
+    14.3 us, batch 8 27.1 -> 22.0 us, but batch 512 530 -> 607 us and batch 4,096 4.2 ->
+    5.2 ms (the split and the concatenation copy every row). So it is a variant of its own
+    (``fused``), and the server's per-batch-size selection uses it where it is faster."""
+
+    columns: torch.Tensor
+    center: torch.Tensor
+    scale: torch.Tensor
+    w_first: torch.Tensor
+    b_first: torch.Tensor
+    w_head: torch.Tensor
+    b_head: torch.Tensor
+
+    def __init__(self, net: FraudNet) -> None:
+        super().__init__()
+        self.net = net.eval()
+        if not net.hidden_layers:
+            raise ExportError("the fused form needs at least one hidden layer")
+        with torch.no_grad():  # the folded weights are constants of the graph
+            self._fold(net)
+
+    def _fold(self, net: FraudNet) -> None:
+        ratios = net.n_features + len(net.log_idx)  # the first log-ratio input column
+        n_ratios = len(net.num_idx)
+        self.register_buffer("columns", torch.cat([net.log_idx, net.num_idx, net.den_idx]))
+        self.register_buffer("center", torch.cat([net.center, torch.zeros(n_ratios)]))
+        self.register_buffer("scale", torch.cat([net.scale, net.scale[ratios:]]))
+        first, *rest = net.hidden_layers
+        assert isinstance(first, EnsembleLinear)
+        w = torch.cat([first.weight, -first.weight[:, ratios:]], dim=1)  # (members, in, h1)
+        self.register_buffer("w_first", torch.cat(list(w), dim=1).T.contiguous())
+        self.register_buffer("b_first", first.bias[:, 0, :].reshape(-1))  # (members * h1,)
+        self.width = first.weight.shape[2]
+        self.n_rest = len(rest)
+        for j, layer in enumerate(rest):
+            assert isinstance(layer, EnsembleLinear)
+            for k in range(net.n_members):  # F.linear's (out, in) layout, one per member
+                self.register_buffer(f"w{j}_{k}", layer.weight[k].T.contiguous())
+                self.register_buffer(f"b{j}_{k}", layer.bias[k, 0].clone())
+        slope, head = net.calib_slope, net.head
+        self.register_buffer("w_head", head.weight[:, :, 0].reshape(1, -1) * slope / net.n_members)
+        self.register_buffer("b_head", (slope * head.bias.mean() + net.calib_intercept).reshape(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        net = self.net
+        derived = torch.log1p(torch.clamp(x.index_select(1, self.columns), min=0.0))
+        z = (torch.cat([x, derived], dim=1) - self.center) / self.scale
+        parts = net.act(F.linear(z, self.w_first, self.b_first)).split(self.width, dim=1)
+        for j in range(self.n_rest):
+            parts = tuple(
+                net.act(F.linear(h, self._buffer(f"w{j}_{k}"), self._buffer(f"b{j}_{k}")))
+                for k, h in enumerate(parts)
+            )
+        return torch.sigmoid(F.linear(torch.cat(parts, dim=1), self.w_head, self.b_head)).squeeze(1)
+
+    def _buffer(self, name: str) -> torch.Tensor:
+        out = self.get_buffer(name)
+        assert isinstance(out, torch.Tensor)
+        return out
+
+
+def export_onnx(model: FraudNet, path: Path, form: type[nn.Module] = InferenceForm) -> None:
+    """Write ``form(model)`` to ``path`` as ONNX (batch dimension dynamic) and check the file."""
     model.eval()
     example = torch.rand(8, model.n_features)
     batch = torch.export.Dim("batch", min=1, max=1 << 20)
@@ -65,7 +140,7 @@ def export_onnx(model: FraudNet, path: Path) -> None:
             # it also logs that torchvision's ops are skipped: irrelevant to this network
             logging.getLogger("torch.onnx").setLevel(logging.ERROR)
             program = torch.onnx.export(
-                InferenceForm(model),
+                form(model),
                 (example,),
                 input_names=[INPUT_NAME],
                 output_names=[OUTPUT_NAME],
@@ -81,7 +156,7 @@ def export_onnx(model: FraudNet, path: Path) -> None:
     except ExportError:
         raise
     except Exception as exc:  # torch.export raises many types
-        raise ExportError(f"ONNX export of FraudNet failed: {exc}") from exc
+        raise ExportError(f"ONNX export of FraudNet ({form.__name__}) failed: {exc}") from exc
 
 
 def random_rows(ranges: list[tuple[float, float]], n: int, seed: int = 0) -> np.ndarray:

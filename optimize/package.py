@@ -14,12 +14,14 @@ Invariants:
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import json
 import os
 import shutil
 import tarfile
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +30,18 @@ import torch
 
 from core.feature_names import FEATURE_NAMES
 from model import model_dir
+from model.network import FraudNet
 from optimize import monitor_baseline
 from optimize.backends import candidates, discover
 from optimize.errors import ChecksumError, MissingFileError, PackageError
-from optimize.export import check_parity, export_onnx, onnx_scores, random_rows, torch_scores
+from optimize.export import (
+    FusedForm,
+    check_parity,
+    export_onnx,
+    onnx_scores,
+    random_rows,
+    torch_scores,
+)
 from optimize.guard import AP_TOLERANCE, MIN_DECISION_AGREEMENT, judge
 from optimize.selection import BATCH_SIZES, select
 from optimize.thresholds import choose_thresholds
@@ -69,18 +79,32 @@ def _feature_ranges(description: dict[str, Any]) -> list[tuple[float, float]]:
     return [(float(f["min"]), float(f["max"])) for f in description["features"]]
 
 
+def _build_fused(
+    model: FraudNet,
+    ranges: list[tuple[float, float]],
+    src: Path,
+    dst: Path,
+    calibration_x: np.ndarray,
+) -> None:
+    """The ``fused`` variant: FusedForm exported from the network itself (not derived from
+    ``src``), held to the same fp32 parity limit against PyTorch as model.onnx."""
+    export_onnx(model, dst, FusedForm)
+    check_parity(model, dst, calibration_x, ranges)
+
+
 def _build_variants(
     pkg: Path,
     rows: dict[str, np.ndarray],
     reference: np.ndarray,
     thresholds: dict[str, object],
     seed: int,
+    builders: dict[str, Callable[[Path, Path, np.ndarray], None]],
 ) -> dict[str, dict[str, object]]:
     rng = np.random.default_rng(seed)
     train_x = rows["training_x"]
     calibration_x = train_x[rng.choice(len(train_x), size=min(2_000, len(train_x)), replace=False)]
     guard: dict[str, dict[str, object]] = {}
-    for name, build in BUILDERS.items():
+    for name, build in builders.items():
         path = pkg / variant_file(name)
         try:
             build(pkg / "model.onnx", path, calibration_x)
@@ -122,7 +146,10 @@ def build_package(
         fp32 = onnx_scores(pkg / "model.onnx", rows["validation_x"])
         thresholds = choose_thresholds(rows["validation_scores"], rows["validation_y"])
         _write_json(pkg / THRESHOLDS, thresholds)
-        guard = _build_variants(pkg, rows, fp32, thresholds, int(description["seed"]))
+        fused = functools.partial(_build_fused, model, _feature_ranges(description))
+        guard = _build_variants(
+            pkg, rows, fp32, thresholds, int(description["seed"]), {"fused": fused, **BUILDERS}
+        )
         _write_json(
             pkg / BASELINE[0], monitor_baseline.statistics(rows["training_x"], FEATURE_NAMES)
         )

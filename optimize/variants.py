@@ -8,6 +8,10 @@ rejected variant with the reason (the guard in ``optimize.guard`` judges the one
 - ``fp16``: weights and activations in float16, float32 at the edges (keep_io_types).
 - ``int8_dynamic``: int8 weights, activations quantised per batch at run time.
 - ``int8_static``: int8 weights and activations (QDQ), ranges calibrated on training rows.
+
+One more variant is not derived from the graph: ``fused`` (``optimize.export.FusedForm``, the
+same function in fewer nodes, fastest at small batches) is exported from the network itself
+by ``optimize.package``, which judges it with these.
 """
 
 from __future__ import annotations

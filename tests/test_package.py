@@ -10,10 +10,12 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+import torch
 from onnx import numpy_helper
 
 from model import model_dir
 from model.errors import ModelDirError
+from model.network import FraudNet
 from optimize import package
 from optimize.backends import OrtBackend, TensorRTBackend, TorchBackend, discover
 from optimize.errors import (
@@ -23,7 +25,7 @@ from optimize.errors import (
     PackageError,
     RuntimeUnavailable,
 )
-from optimize.export import onnx_scores, random_rows, torch_scores
+from optimize.export import FusedForm, export_onnx, onnx_scores, random_rows, torch_scores
 from optimize.guard import judge
 from optimize.selection import bucket_for, pick, select
 from optimize.thresholds import choose_thresholds, decide
@@ -65,10 +67,48 @@ def test_fp32_graph_matches_pytorch_on_real_and_random_rows(trained: Path, built
     assert parity["real_max_abs_diff"] <= 1e-5 and parity["random_max_abs_diff"] <= 1e-5
 
 
+def _random_net(hidden: list[int], members: int, activation: str) -> FraudNet:
+    """An untrained network with random standardisation and calibration (all folded)."""
+    torch.manual_seed(0)
+    net = FraudNet(
+        15, [0, 3, 4], [(0, 4), (0, 6)], hidden, n_members=members, activation=activation
+    )
+    n_inputs = 15 + 3 + 2
+    net.center.copy_(torch.randn(n_inputs) * 3)
+    net.scale.copy_(torch.rand(n_inputs) * 4 + 0.5)
+    net.calib_slope.fill_(0.8)
+    net.calib_intercept.fill_(-0.7)
+    return net.eval()
+
+
+@pytest.mark.parametrize(
+    ("hidden", "members", "activation"),
+    [([32, 16], 3, "silu"), ([32], 1, "relu"), ([16, 16, 8], 2, "relu")],
+)
+def test_fused_form_computes_the_network_within_the_fp32_limit(
+    tmp_path: Path, hidden: list[int], members: int, activation: str
+) -> None:
+    net = _random_net(hidden, members, activation)
+    path = tmp_path / "fused.onnx"
+    export_onnx(net, path, FusedForm)
+    x = random_rows([(0.0, 100.0)] * 15, 2_000, seed=3)
+    x[:, 4] = 0.0  # a zero denominator: log1p(0) on one side of a ratio
+    assert np.abs(torch_scores(net, x) - onnx_scores(path, x)).max() <= 1e-5
+    # fewer nodes than the per-member form: what it is for
+    plain = tmp_path / "plain.onnx"
+    export_onnx(net, plain)
+    assert len(onnx.load(str(path)).graph.node) < len(onnx.load(str(plain)).graph.node)
+
+
+def test_fused_form_needs_a_hidden_layer(tmp_path: Path) -> None:
+    with pytest.raises(ExportError, match="at least one hidden layer"):
+        export_onnx(_random_net([], 2, "relu"), tmp_path / "fused.onnx", FusedForm)
+
+
 def test_every_variant_is_judged_and_served_ones_passed(built: Path) -> None:
     manifest = package.verify(built)
     guard = manifest["guard"]["variants"]
-    assert set(guard) == {"ort_opt", "fp16", "int8_dynamic", "int8_static"}
+    assert set(guard) == {"fused", "ort_opt", "fp16", "int8_dynamic", "int8_static"}
     for name, result in guard.items():
         assert result["reason"]
         assert (name in manifest["variants"]) == result["accepted"]
@@ -180,7 +220,7 @@ def test_backends_agree_on_the_packaged_model(built: Path) -> None:
     for variant, file in manifest["variants"].items():
         backend = OrtBackend(built / file)
         backend.load()
-        tolerance = 1e-5 if variant in {"fp32", "ort_opt"} else 0.2
+        tolerance = 1e-5 if variant in {"fp32", "fused", "ort_opt"} else 0.2
         assert np.abs(backend.predict(x) - reference).max() <= tolerance, variant
 
 
