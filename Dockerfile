@@ -8,6 +8,13 @@
 #   docker build -t fraud-inference:cpu .
 #
 # The GPU image (Dockerfile.gpu) follows the same layout; keep the two in step.
+# The batch-1 C kernel (optimize/kernel/fused_row.c) is compiled in a stage of its own, so
+# the image carries no compiler: the full Python image of the same Debian release has gcc.
+FROM python:3.11-bookworm AS kernel
+WORKDIR /build
+COPY optimize/kernel/fused_row.c ./
+RUN gcc -O3 -fPIC -shared -o libfusedrow.so fused_row.c -lm
+
 FROM python:3.11-slim-bookworm
 
 # the server listens on SAGEMAKER_BIND_TO_PORT when SageMaker sets it (8080 otherwise)
@@ -50,6 +57,8 @@ COPY optimize/ optimize/
 COPY serving/ serving/
 COPY deploy/ deploy/
 COPY benchmarks/ benchmarks/
+# package data (pyproject.toml): the install puts it beside optimize/fused_row.py
+COPY --from=kernel /build/libfusedrow.so optimize/kernel/
 RUN pip install --no-cache-dir --no-deps --no-build-isolation . \
     && rm -rf build ./*.egg-info
 

@@ -4,13 +4,18 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+KERNEL := optimize/kernel/libfusedrow.so
 ARTIFACTS ?= artifacts
 FRAUD := $(VENV)/bin/fraud --artifacts $(ARTIFACTS)
 
 .PHONY: install test lint lint-cfn typecheck tools pytest serve demo-model data train evaluate \
 	bench bench-backends bench-http bench-gate loadtest lock clean
 
-install: $(STAMP)
+install: $(STAMP) $(KERNEL)
+
+# the batch-1 C kernel (optimize/fused_row.py); without a compiler the server uses ONNX Runtime
+$(KERNEL): optimize/kernel/fused_row.c
+	$(CC) -O3 -fPIC -shared -o $@ $< -lm || echo "no C compiler: the c-cpu backend stays off"
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)

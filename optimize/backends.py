@@ -55,14 +55,17 @@ def _ort_providers() -> list[str]:
 
 
 def discover() -> list[RuntimeStatus]:
+    from optimize.fused_row import library_status
     from optimize.torch_cuda import NO_CUDA_REASON, cuda_available
 
     providers = _ort_providers()
+    kernel, kernel_reason = library_status()
     trt_found = importlib.util.find_spec("tensorrt") is not None
     cuda = cuda_available()
     return [
         RuntimeStatus("ort-cpu", True, "onnxruntime CPUExecutionProvider", True),
         RuntimeStatus("torch-cpu", True, "torch eager", True),
+        RuntimeStatus("c-cpu", kernel, kernel_reason, kernel),
         RuntimeStatus(
             "ort-cuda",
             "CUDAExecutionProvider" in providers,
@@ -256,6 +259,10 @@ def candidates(
         out.append(TensorRTBackend(package_dir / "model.onnx"))
     if status["torch-cuda"].available:
         out.extend(_torch_cuda(package_dir, manifest, variants, torch_compile))
+    if status["c-cpu"].available and "fused" in variants:
+        from optimize.fused_row import FusedRowBackend
+
+        out.append(FusedRowBackend(package_dir / "model.pt", manifest["network"]))
     for t in threads:
         out.append(
             TorchBackend(

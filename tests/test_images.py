@@ -145,17 +145,42 @@ def test_image_sets_python_environment(dockerfile: Path) -> None:
     env = " ".join(args_of(dockerfile, "ENV")).split()
     assert "PYTHONUNBUFFERED=1" in env
     assert "PYTHONDONTWRITEBYTECODE=1" in env
-    assert args_of(dockerfile, "WORKDIR") == ["/opt/program"]
+    assert args_of(dockerfile, "WORKDIR")[-1] == "/opt/program"  # the final stage's
+
+
+def final_base(dockerfile: Path) -> str:
+    """The image of the last stage (earlier ones only build artefacts it copies)."""
+    return args_of(dockerfile, "FROM")[-1]
+
+
+@pytest.mark.parametrize("dockerfile", IMAGES)
+def test_image_carries_the_c_kernel_built_in_a_stage_without_the_compiler(
+    dockerfile: Path,
+) -> None:
+    stages = args_of(dockerfile, "FROM")
+    assert len(stages) == 2 and stages[0].endswith(" AS kernel"), stages
+    built = [run for run in args_of(dockerfile, "RUN") if "-o libfusedrow.so" in run]
+    assert len(built) == 1 and "fused_row.c" in built[0] and "-shared" in built[0], built
+    copies = [args.split() for args in args_of(dockerfile, "COPY")]
+    kernel = [c for c in copies if c[0] == "--from=kernel"]
+    assert kernel == [["--from=kernel", "/build/libfusedrow.so", "optimize/kernel/"]], kernel
+    # before the project install, which takes it as package data
+    keys = [(kw, args) for kw, args in instructions(dockerfile)]
+    copy_at = keys.index(("COPY", " ".join(kernel[0])))
+    install_at = next(i for i, (kw, args) in enumerate(keys) if kw == "RUN" and "--no-deps" in args)
+    assert copy_at < install_at
+    data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert "kernel/*.so" in data["package-data"]["optimize"]
 
 
 def test_cpu_image_is_slim_python_311_with_cpu_torch() -> None:
-    (base,) = args_of(CPU, "FROM")
+    base = final_base(CPU)
     assert re.fullmatch(r"python:3\.11(\.\d+)?-slim-[a-z]+", base), base
     assert "https://download.pytorch.org/whl/cpu" in " ".join(args_of(CPU, "RUN"))
 
 
 def test_gpu_image_is_cuda_12_with_matching_torch_wheels() -> None:
-    (base,) = args_of(GPU, "FROM")
+    base = final_base(GPU)
     match = re.fullmatch(r"nvidia/cuda:(12)\.(\d+)\.\d+-cudnn-runtime-ubuntu22\.04", base)
     assert match, f"expected an exact CUDA 12 cudnn-runtime tag, got {base}"
     runs = " ".join(args_of(GPU, "RUN"))

@@ -1,0 +1,104 @@
+"""The batch-1 C kernel (optimize/fused_row.py): same scores as PyTorch, refused when absent."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from model.network import FraudNet
+from optimize import fused_row
+from optimize.backends import candidates, discover
+from optimize.errors import RuntimeUnavailable
+from optimize.export import random_rows, torch_scores
+from optimize.fused_row import FusedRowBackend
+
+needs_kernel = pytest.mark.skipif(
+    not fused_row.library_status()[0], reason="C kernel not built (make install)"
+)
+
+
+def _network(hidden: list[int], members: int, activation: str) -> dict[str, Any]:
+    return {
+        "n_features": 15,
+        "log_columns": [0, 3, 4],
+        "ratio_pairs": [[0, 4], [0, 6]],
+        "hidden": hidden,
+        "n_members": members,
+        "activation": activation,
+    }
+
+
+def _saved(tmp_path: Path, network: dict[str, Any]) -> tuple[FraudNet, Path]:
+    """An untrained network with random standardisation and calibration, saved as weights."""
+    torch.manual_seed(1)
+    cfg = {**network, "ratio_pairs": [tuple(p) for p in network["ratio_pairs"]]}
+    net = FraudNet(**cfg)
+    n_inputs = 15 + 3 + 2
+    with torch.no_grad():
+        net.center.copy_(torch.randn(n_inputs) * 3)
+        net.scale.copy_(torch.rand(n_inputs) * 4 + 0.5)
+        net.calib_slope.fill_(0.8)
+        net.calib_intercept.fill_(-0.7)
+    path = tmp_path / "model.pt"
+    torch.save(net.state_dict(), path)
+    return net.eval(), path
+
+
+@needs_kernel
+@pytest.mark.parametrize(
+    ("hidden", "members", "activation"),
+    [([32, 16], 3, "silu"), ([32], 1, "relu"), ([16, 16, 8], 2, "relu"), ([128, 64], 3, "silu")],
+)
+def test_kernel_scores_as_pytorch_does(
+    tmp_path: Path, hidden: list[int], members: int, activation: str
+) -> None:
+    network = _network(hidden, members, activation)
+    net, weights = _saved(tmp_path, network)
+    backend = FusedRowBackend(weights, network)
+    backend.load()
+    x = random_rows([(0.0, 100.0)] * 15, 1_000, seed=5)
+    x[:3, 4] = 0.0  # zero and negative inputs to the log columns
+    x[3:6, 0] = -5.0
+    reference = torch_scores(net, x)
+    assert np.abs(backend.predict(x) - reference).max() <= 1e-5
+    for i in range(5):  # the one-row path, which reuses its output buffer
+        one = backend.predict(x[i : i + 1])
+        assert one.shape == (1,) and abs(float(one[0]) - float(reference[i])) <= 1e-5
+    first = backend.predict(x[:1])
+    backend.predict(x[1:2])
+    assert first[0] == backend.predict(x[:1])[0]  # an earlier answer is not overwritten
+
+
+@needs_kernel
+def test_kernel_takes_any_float_layout_and_refuses_a_wrong_width(tmp_path: Path) -> None:
+    network = _network([16], 2, "silu")
+    net, weights = _saved(tmp_path, network)
+    backend = FusedRowBackend(weights, network)
+    backend.load()
+    x = random_rows([(0.0, 10.0)] * 15, 8, seed=2)
+    expected = backend.predict(x)
+    assert np.array_equal(backend.predict(np.asfortranarray(x.astype(np.float64))), expected)
+    with pytest.raises(ValueError, match=r"expected \(rows, 15\)"):
+        backend.predict(x[:, :14])
+
+
+def test_kernel_is_refused_when_its_library_is_absent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(fused_row, "LIBRARY", tmp_path / "libfusedrow.so")
+    network = _network([16], 1, "relu")
+    _, weights = _saved(tmp_path, network)
+    with pytest.raises(RuntimeUnavailable, match="not built"):
+        FusedRowBackend(weights, network).load()
+    status = {s.name: s for s in discover()}["c-cpu"]
+    assert not status.available and "not built" in status.reason
+
+
+@needs_kernel
+def test_kernel_is_a_candidate_for_packages_with_the_fused_variant(small_package: Path) -> None:
+    assert "c-cpu/fused/t1" in [b.name for b in candidates(small_package, ["fp32", "fused"], [1])]
+    assert "c-cpu/fused/t1" not in [b.name for b in candidates(small_package, ["fp32"], [1])]
