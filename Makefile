@@ -15,6 +15,7 @@ install: $(STAMP) $(KERNEL)
 
 # the batch-1 C kernel (optimize/fused_row.py); without a compiler the server uses ONNX Runtime
 $(KERNEL): optimize/kernel/fused_row.c
+	rm -f $@  # a failed build must not leave an older library (and struct layout) behind
 	$(CC) -O3 -fPIC -shared -o $@ $< -lm || echo "no C compiler: the c-cpu backend stays off"
 
 $(STAMP): requirements.lock pyproject.toml
@@ -118,4 +119,4 @@ lock:
 	rm -rf .venv-lock
 
 clean:
-	rm -rf $(ARTIFACTS)
+	rm -rf $(ARTIFACTS) $(KERNEL)

@@ -113,7 +113,12 @@ class FusedRowBackend:
         n.width = fused.width
         n.n_rest = fused.n_rest
         n.silu = 1 if net.activation == "silu" else 0
-        n.columns = self._ints(fused.columns.numpy())
+        columns = fused.columns.numpy()
+        if not ((columns >= 0) & (columns < net.n_features)).all():  # the kernel indexes rows
+            raise RuntimeUnavailable(
+                f"derived-input columns {columns.tolist()} are not all in [0, {net.n_features})"
+            )
+        n.columns = self._ints(columns)
         n.center = self._floats(fused.center)
         n.scale = self._floats(fused.scale)
         n.w_first = self._floats(fused.w_first.T)  # (in, members * width)

@@ -102,3 +102,25 @@ def test_kernel_is_refused_when_its_library_is_absent(
 def test_kernel_is_a_candidate_for_packages_with_the_fused_variant(small_package: Path) -> None:
     assert "c-cpu/fused/t1" in [b.name for b in candidates(small_package, ["fp32", "fused"], [1])]
     assert "c-cpu/fused/t1" not in [b.name for b in candidates(small_package, ["fp32"], [1])]
+
+
+@needs_kernel
+def test_kernel_refuses_columns_outside_the_row(tmp_path: Path) -> None:
+    network = {**_network([16], 1, "relu"), "log_columns": [0, 3, 15]}  # past the row
+    _, weights = _saved(tmp_path, network)
+    with pytest.raises(RuntimeUnavailable, match="not all in"):
+        FusedRowBackend(weights, network).load()
+
+
+@needs_kernel
+def test_kernel_passes_nan_through_as_pytorch_does(tmp_path: Path) -> None:
+    network = _network([16], 2, "relu")
+    net, weights = _saved(tmp_path, network)
+    backend = FusedRowBackend(weights, network)
+    backend.load()
+    x = random_rows([(0.0, 10.0)] * 15, 2, seed=4)
+    x[0, 3] = np.nan  # a log column: clamp and ReLU must not turn it into a number
+    x[1, 1] = np.nan  # a plain column
+    assert np.isnan(torch_scores(net, x)).all()
+    assert np.isnan(backend.predict(x)).all()
+    assert np.isnan(backend.predict(x[:1])).all()

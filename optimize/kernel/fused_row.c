@@ -5,8 +5,8 @@
  *
  * Why it exists: a lone single-record request is the common case, and ONNX Runtime's fixed
  * cost per run (about 5 us warm, ~20 us when the core went idle between requests) is larger
- * than this network's arithmetic. Loaded with ctypes by optimize.backends.FusedRowBackend,
- * which checks it against ONNX Runtime before the server may pick it.
+ * than this network's arithmetic. Loaded with ctypes by optimize.fused_row.FusedRowBackend,
+ * which checks it against PyTorch before the server may pick it.
  *
  * Weights are row-major with the input dimension first: w[i * n_out + j] links input i to
  * output j. The caller owns every buffer; nothing here allocates.
@@ -34,7 +34,7 @@ typedef struct {
 } fused_net;
 
 static inline float activate(float v, int silu) {
-    return silu ? v / (1.0f + expf(-v)) : (v > 0.0f ? v : 0.0f);
+    return silu ? v / (1.0f + expf(-v)) : (v < 0.0f ? 0.0f : v); /* NaN stays NaN, as in torch */
 }
 
 #define BLOCK 32 /* outputs accumulated in registers at a time (4 AVX2 registers) */
@@ -89,7 +89,7 @@ void fused_row_score(const fused_net *n, const float *x, int rows, float *out) {
         for (int i = 0; i < n->n_features; i++) z[i] = row[i];
         for (int c = 0; c < n->n_derived; c++) {
             const float v = row[n->columns[c]];
-            z[n->n_features + c] = log1pf(v > 0.0f ? v : 0.0f);
+            z[n->n_features + c] = log1pf(v < 0.0f ? 0.0f : v); /* torch.clamp keeps NaN */
         }
         for (int i = 0; i < n_inputs; i++) z[i] = (z[i] - n->center[i]) / n->scale[i];
         dense(z, n_inputs, n->w_first, n->b_first, n->members * n->width, h, n->silu);
