@@ -107,8 +107,7 @@ def measure_http(
     ):
         for port in (floor, ours):
             wrk.run(port, body, 4, 1)  # warm-up
-        for _ in range(pairs):
-            a, b = wrk.run(ours, body, 1, seconds), wrk.run(floor, body, 1, seconds)
+        for a, b in wrk.interleaved(ours, floor, body, pairs, seconds):
             cells += [("ours c1", a), ("floor c1", b)]
             p50_ratios.append(a["p50_us"] / b["p50_us"])
         ours_c16 = wrk.run(ours, body, 16, seconds)

@@ -112,14 +112,12 @@ def c1_interleaved(package: Path, rounds: int, seconds: float) -> dict[str, Any]
     moves both sides of each pair alike, so the median per-round difference is steadier
     than one cell of each."""
     body = bodies()["json1"][0]
-    ours_p50: list[float] = []
-    floor_p50: list[float] = []
     with servers.running("ours", package) as ours, servers.running("http_floor", package) as floor:
         for port in (ours, floor):
             wrk.run(port, body, 1, 1)  # warm-up, not recorded
-        for _ in range(rounds):
-            ours_p50.append(wrk.run(ours, body, 1, seconds)["p50_us"])
-            floor_p50.append(wrk.run(floor, body, 1, seconds)["p50_us"])
+        pairs = wrk.interleaved(ours, floor, body, rounds, seconds)
+    ours_p50 = [a["p50_us"] for a, _ in pairs]
+    floor_p50 = [b["p50_us"] for _, b in pairs]
     gaps = [o - f for o, f in zip(ours_p50, floor_p50, strict=True)]
     return {
         "rounds": rounds,

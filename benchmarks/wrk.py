@@ -45,6 +45,14 @@ def run(
     return parse(done.stdout)
 
 
+def interleaved(
+    first: int, second: int, body: bytes, rounds: int, seconds: float
+) -> list[tuple[dict[str, float], dict[str, float]]]:
+    """Single-connection runs on two servers, alternating ``rounds`` times with both up: the
+    host's noise moves both sides of a pair alike. One (first, second) pair of cells a round."""
+    return [(run(first, body, 1, seconds), run(second, body, 1, seconds)) for _ in range(rounds)]
+
+
 def parse(out: str) -> dict[str, float]:
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
     if rps is None:

@@ -115,17 +115,21 @@ class FusedForm(nn.Module):
         derived = torch.log1p(torch.clamp(x.index_select(1, self.columns), min=0.0))
         z = (torch.cat([x, derived], dim=1) - self.center) / self.scale
         parts = net.act(F.linear(z, self.w_first, self.b_first)).split(self.width, dim=1)
-        for j in range(self.n_rest):
+        for layer in self.later_layers():
             parts = tuple(
-                net.act(F.linear(h, self._buffer(f"w{j}_{k}"), self._buffer(f"b{j}_{k}")))
-                for k, h in enumerate(parts)
+                net.act(F.linear(h, w, b)) for h, (w, b) in zip(parts, layer, strict=True)
             )
         return torch.sigmoid(F.linear(torch.cat(parts, dim=1), self.w_head, self.b_head)).squeeze(1)
 
-    def _buffer(self, name: str) -> torch.Tensor:
-        out = self.get_buffer(name)
-        assert isinstance(out, torch.Tensor)
-        return out
+    def later_layers(self) -> list[list[tuple[torch.Tensor, torch.Tensor]]]:
+        """The hidden layers after the first: per layer, per member, (weight (out, in), bias)."""
+        return [
+            [
+                (self.get_buffer(f"w{j}_{k}"), self.get_buffer(f"b{j}_{k}"))
+                for k in range(self.net.n_members)
+            ]
+            for j in range(self.n_rest)
+        ]
 
 
 def export_onnx(model: FraudNet, path: Path, form: type[nn.Module] = InferenceForm) -> None:

@@ -105,11 +105,11 @@ class FusedRowBackend:
 
     def _bind(self, fused: Any) -> None:
         net = fused.net
-        members = net.n_members
+
         n = _Net()
         n.n_features = net.n_features
         n.n_derived = len(fused.columns)
-        n.members = members
+        n.members = net.n_members
         n.width = fused.width
         n.n_rest = fused.n_rest
         n.silu = 1 if net.activation == "silu" else 0
@@ -123,15 +123,11 @@ class FusedRowBackend:
         n.scale = self._floats(fused.scale)
         n.w_first = self._floats(fused.w_first.T)  # (in, members * width)
         n.b_first = self._floats(fused.b_first)
-        widths = [fused.get_buffer(f"w{j}_0").shape[0] for j in range(fused.n_rest)]
-        n.rest_width = self._ints(widths or [0])
-        layers = [(j, k) for j in range(fused.n_rest) for k in range(members)]
-        w_rest = (_F * max(1, len(layers)))(
-            *[self._floats(fused.get_buffer(f"w{j}_{k}").T) for j, k in layers]
-        )
-        b_rest = (_F * max(1, len(layers)))(
-            *[self._floats(fused.get_buffer(f"b{j}_{k}")) for j, k in layers]
-        )
+        later = fused.later_layers()  # per layer, per member: (weight (out, in), bias)
+        n.rest_width = self._ints([layer[0][0].shape[0] for layer in later] or [0])
+        pairs = [pair for layer in later for pair in layer]  # [layer * members + member]
+        w_rest = (_F * max(1, len(pairs)))(*[self._floats(w.T) for w, _ in pairs])
+        b_rest = (_F * max(1, len(pairs)))(*[self._floats(b) for _, b in pairs])
         self._keep += [w_rest, b_rest]
         n.w_rest = ctypes.cast(w_rest, ctypes.POINTER(_F))
         n.b_rest = ctypes.cast(b_rest, ctypes.POINTER(_F))

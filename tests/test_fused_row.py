@@ -48,6 +48,14 @@ def _saved(tmp_path: Path, network: dict[str, Any]) -> tuple[FraudNet, Path]:
     return net.eval(), path
 
 
+def _loaded(tmp_path: Path, network: dict[str, Any]) -> tuple[FraudNet, FusedRowBackend]:
+    """The saved network and the kernel backend loaded from it."""
+    net, weights = _saved(tmp_path, network)
+    backend = FusedRowBackend(weights, network)
+    backend.load()
+    return net, backend
+
+
 @needs_kernel
 @pytest.mark.parametrize(
     ("hidden", "members", "activation"),
@@ -56,10 +64,7 @@ def _saved(tmp_path: Path, network: dict[str, Any]) -> tuple[FraudNet, Path]:
 def test_kernel_scores_as_pytorch_does(
     tmp_path: Path, hidden: list[int], members: int, activation: str
 ) -> None:
-    network = _network(hidden, members, activation)
-    net, weights = _saved(tmp_path, network)
-    backend = FusedRowBackend(weights, network)
-    backend.load()
+    net, backend = _loaded(tmp_path, _network(hidden, members, activation))
     x = random_rows([(0.0, 100.0)] * 15, 1_000, seed=5)
     x[:3, 4] = 0.0  # zero and negative inputs to the log columns
     x[3:6, 0] = -5.0
@@ -75,10 +80,7 @@ def test_kernel_scores_as_pytorch_does(
 
 @needs_kernel
 def test_kernel_takes_any_float_layout_and_refuses_a_wrong_width(tmp_path: Path) -> None:
-    network = _network([16], 2, "silu")
-    net, weights = _saved(tmp_path, network)
-    backend = FusedRowBackend(weights, network)
-    backend.load()
+    net, backend = _loaded(tmp_path, _network([16], 2, "silu"))
     x = random_rows([(0.0, 10.0)] * 15, 8, seed=2)
     expected = backend.predict(x)
     assert np.array_equal(backend.predict(np.asfortranarray(x.astype(np.float64))), expected)
@@ -114,10 +116,7 @@ def test_kernel_refuses_columns_outside_the_row(tmp_path: Path) -> None:
 
 @needs_kernel
 def test_kernel_passes_nan_through_as_pytorch_does(tmp_path: Path) -> None:
-    network = _network([16], 2, "relu")
-    net, weights = _saved(tmp_path, network)
-    backend = FusedRowBackend(weights, network)
-    backend.load()
+    net, backend = _loaded(tmp_path, _network([16], 2, "relu"))
     x = random_rows([(0.0, 10.0)] * 15, 2, seed=4)
     x[0, 3] = np.nan  # a log column: clamp and ReLU must not turn it into a number
     x[1, 1] = np.nan  # a plain column
