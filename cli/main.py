@@ -20,8 +20,9 @@ from pathlib import Path
 
 from core.errors import FraudError
 from deploy.cli import add_deploy_parser
+from optimize.precision import PRECISIONS
 
-NOT_BUILT = ("bench", "loadtest", "monitor")
+NOT_BUILT = ("monitor",)
 
 
 def _paths(artifacts: Path) -> dict[str, Path]:
@@ -165,13 +166,14 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_optimize(args: argparse.Namespace) -> int:
-    from optimize.package import archive, build_package, verify
+    from optimize.package import build_package
+    from optimize.package_files import archive, verify
 
     paths = _paths(args.artifacts)
     onnx_path = args.onnx or (paths["onnx"] if paths["onnx"].exists() else None)
     out = args.out or paths["package"]
     started = time.perf_counter()
-    manifest = build_package(args.model or paths["model"], out, onnx_path)
+    manifest = build_package(args.model or paths["model"], out, onnx_path, precision=args.precision)
     verify(out)
     archive(out, args.tarball or paths["tarball"])
     guard = manifest["guard"]["variants"]
@@ -179,6 +181,7 @@ def cmd_optimize(args: argparse.Namespace) -> int:
         json.dumps(
             {
                 "model_version": manifest["model_version"],
+                "precision": manifest["precision"],
                 "variants": list(manifest["variants"]),
                 "rejected": {n: g["reason"] for n, g in guard.items() if not g["accepted"]},
                 "seconds": round(time.perf_counter() - started, 1),
@@ -191,7 +194,7 @@ def cmd_optimize(args: argparse.Namespace) -> int:
 
 
 def cmd_package_verify(args: argparse.Namespace) -> int:
-    from optimize.package import verify
+    from optimize.package_files import verify
 
     manifest = verify(args.dir)
     print(
@@ -213,6 +216,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
         )
         return 1
     return run(os.environ, model_dir=model_dir, port=args.port, workers=args.workers)
+
+
+def cmd_benchmark(args: argparse.Namespace) -> int:
+    """``fraud bench`` and ``fraud loadtest``: the benchmark suite or the Locust load test
+    (``make bench`` / ``make loadtest``) on the artifacts' package; other flags pass through."""
+    import importlib
+
+    module = importlib.import_module(
+        "benchmarks.suite" if args.command == "bench" else "benchmarks.loadtest"
+    )
+    rest = list(args.rest)
+    if "--package" not in rest:
+        rest = ["--package", str(_paths(args.artifacts)["package"]), *rest]
+    return int(module.main(rest))
 
 
 def cmd_not_built(args: argparse.Namespace) -> int:
@@ -297,6 +314,13 @@ def build_parser(artifacts: Path) -> argparse.ArgumentParser:
     p.add_argument("--onnx", type=Path, help="exported ONNX (default: the export step's)")
     p.add_argument("--out", type=Path, help="package directory to write")
     p.add_argument("--tarball", type=Path, help="model.tar.gz to write")
+    p.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="fp32",
+        help="the package's one precision for every batch size (a reduced one must pass the "
+        "accuracy guard; int8_dynamic never serves: its scores depend on the batch)",
+    )
     p.set_defaults(func=cmd_optimize)
 
     p = sub.add_parser("package", help="model package tools")
@@ -317,6 +341,10 @@ def build_parser(artifacts: Path) -> argparse.ArgumentParser:
 
     add_deploy_parser(sub)
 
+    for name, what in (("bench", "make bench"), ("loadtest", "make loadtest")):
+        p = sub.add_parser(name, help=f"{what}: flags after it pass through (--help for them)")
+        p.add_argument("rest", nargs=argparse.REMAINDER)
+        p.set_defaults(func=cmd_benchmark)
     for name in NOT_BUILT:
         p = sub.add_parser(name, help="not built yet")
         p.set_defaults(func=cmd_not_built)

@@ -18,7 +18,7 @@ import botocore.session
 
 from deploy.errors import CredentialsMissing, SettingsError
 
-# T4 and V100 GPUs, and the CPU families for cost-sensitive variants (DESIGN 4)
+# T4 and V100 GPUs, and the CPU families for cost-sensitive variants
 INSTANCE_TYPE = re.compile(r"^ml\.(g4dn|p3|c5|c6i)\.(\d*x?large|metal)$")
 MAX_CANARY_PERCENT = 50
 MAX_WAIT_S = 3600  # WaitIntervalInSeconds and TerminationWaitInSeconds

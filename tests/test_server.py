@@ -473,12 +473,7 @@ def test_sigterm_under_load_answers_every_accepted_request_and_flushes_capture(
     assert captured == statuses.count(200)
 
 
-def test_several_workers_serve_and_each_drains_on_sigterm(
-    small_package: Path, tmp_path: Path
-) -> None:
-    root = _opt_ml(tmp_path, small_package)
-    srv = Server(root, {"SAGEMAKER_MODEL_SERVER_WORKERS": "2"})
-    srv.wait_healthy()
+def _twenty_single_rows_answered(srv: Server) -> None:
     with httpx.Client(timeout=10) as c:
         for _ in range(20):
             r = c.post(
@@ -487,9 +482,51 @@ def test_several_workers_serve_and_each_drains_on_sigterm(
                 headers={"content-type": "application/json"},
             )
             assert r.status_code == 200
+
+
+def test_several_workers_serve_and_each_drains_on_sigterm(
+    small_package: Path, tmp_path: Path
+) -> None:
+    root = _opt_ml(tmp_path, small_package)
+    srv = Server(root, {"SAGEMAKER_MODEL_SERVER_WORKERS": "2"})
+    srv.wait_healthy()
+    _twenty_single_rows_answered(srv)
     srv.proc.send_signal(signal.SIGTERM)
     assert srv.proc.wait(timeout=30) in (0, -signal.SIGTERM)
     messages = _messages(srv.log.read_text())
     assert messages.count("model loaded") == 2  # one per worker process
     assert messages.count("draining") == 2
     assert messages.count("shut down") == 2
+
+
+def _worker_pids(parent: int) -> set[int]:
+    children = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
+    return {
+        int(pid) for pid in children if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    }
+
+
+def test_a_killed_worker_is_replaced_and_the_others_keep_serving(
+    small_package: Path, tmp_path: Path
+) -> None:
+    root = _opt_ml(tmp_path, small_package)
+    srv = Server(root, {"SAGEMAKER_MODEL_SERVER_WORKERS": "2"})
+    srv.wait_healthy()
+    before = _worker_pids(srv.proc.pid)
+    assert len(before) == 2
+    victim = min(before)
+    os.kill(victim, signal.SIGKILL)
+    deadline = time.monotonic() + 120  # generous: the replacement imports and loads afresh
+    while time.monotonic() < deadline:
+        now = _worker_pids(srv.proc.pid)
+        if len(now) == 2 and victim not in now:
+            break
+        time.sleep(0.1)
+    assert len(now) == 2 and victim not in now, now
+    while _messages(srv.log.read_text()).count("model loaded") < 3:
+        assert time.monotonic() < deadline, "the replacement never loaded the model"
+        time.sleep(0.1)
+    _twenty_single_rows_answered(srv)
+    assert "worker died; starting a replacement" in _messages(srv.log.read_text())
+    srv.proc.send_signal(signal.SIGTERM)
+    assert srv.proc.wait(timeout=30) in (0, -signal.SIGTERM)
