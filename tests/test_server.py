@@ -7,7 +7,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -19,16 +18,11 @@ import httpx
 import numpy as np
 import pytest
 
+from benchmarks import servers
 from core.features import FEATURE_NAMES
 from optimize.export import onnx_scores
 
 ROW = [42.5, 0, 1, 2, 40.0, 9, 51.2, 40, 48.7, 3, 0.0, 20, 0.05, 90, 0.01]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Server:
@@ -36,7 +30,7 @@ class Server:
 
     def __init__(self, root: Path, env: dict[str, str] | None = None) -> None:
         self.root = root
-        self.port = _free_port()
+        self.port = servers.free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = root / "server.log"
         full_env = {
@@ -57,16 +51,7 @@ class Server:
             )
 
     def wait_healthy(self, timeout_s: float = 60) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, self.log.read_text()[-3000:]
-            try:
-                if httpx.get(self.url + "/ping", timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        raise AssertionError(f"not healthy in {timeout_s}s:\n{self.log.read_text()[-3000:]}")
+        servers.wait_healthy("serve", self.proc, self.port, self.log, timeout_s)
 
     def stop(self) -> None:
         if self.proc.poll() is None:
