@@ -106,7 +106,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 def cmd_apply(args: argparse.Namespace) -> int:
     from deploy.aws import Clients
-    from deploy.endpoint import apply
+    from deploy.endpoint import apply, ensure_scaling
     from deploy.rollout import wait
 
     aws, spec, platform = _aws(args), _spec(args), _platform(args)
@@ -115,6 +115,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
     result = apply(clients, spec, platform, record, shadow)
     if args.wait:
         result["state"] = wait(clients, spec.name, args.timeout_s)
+        result["scaling"] = ensure_scaling(clients, spec)
     return _print(result)
 
 
