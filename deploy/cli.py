@@ -1,5 +1,5 @@
 """``fraud deploy`` subcommands: package, plan, apply, status, rollback, promote, neo, train,
-failover.
+failover, render, drill.
 
 Each handler builds and validates every setting first (region, credentials, instance type,
 canary size, package checksum), then connects: bad input is refused before any AWS call.
@@ -28,6 +28,8 @@ SUBCOMMANDS = (
     "neo",
     "train",
     "failover",
+    "render",
+    "drill",
 )
 
 
@@ -199,6 +201,33 @@ def cmd_failover(args: argparse.Namespace) -> int:
     return _print(ensure_failover(client(aws, "route53"), args.zone_id, args.domain, targets))
 
 
+def cmd_render(args: argparse.Namespace) -> int:
+    from deploy.stack import render_global
+
+    args.out.write_text(render_global())
+    print(args.out)
+    return 0
+
+
+def cmd_drill(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from deploy.aws import client
+    from deploy.drill import HEALTH_METRICS_REGION, DrillTarget, drill
+
+    aws = _aws(args)
+    target = DrillTarget(**{f.name: getattr(args, f.name) for f in dataclasses.fields(DrillTarget)})
+    metrics = dataclasses.replace(aws, region=HEALTH_METRICS_REGION)
+    report = drill(
+        client(aws, "lambda"),
+        client(metrics, "cloudwatch"),
+        client(aws, "route53"),
+        target,
+        interval_s=args.interval_s,
+    )
+    return _print(report)
+
+
 def _endpoint_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--endpoint", required=True, help="endpoint name")
     p.add_argument(
@@ -301,3 +330,18 @@ def add_deploy_parser(sub: Any) -> None:
         help="the global stack outputs RegionalDomainName and RegionalHostedZoneId",
     )
     p.set_defaults(func=cmd_failover)
+
+    p = cmds.add_parser("render", help="the global template as deployed (API deployment named)")
+    p.add_argument("--out", type=Path, required=True)
+    p.set_defaults(func=cmd_render)
+
+    p = cmds.add_parser(
+        "drill", help="fail region A's probe, watch DNS leave it, restore (real account)"
+    )
+    p.add_argument("--probe-function", required=True, help="regional ProbeFunctionName")
+    p.add_argument("--health-check-id", required=True, help="global stack's HealthCheckId")
+    p.add_argument("--zone-id", required=True)
+    p.add_argument("--domain", required=True)
+    p.add_argument("--client-ip", help="a client subnet near region A (TestDNSAnswer)")
+    p.add_argument("--interval-s", type=float, default=20.0)
+    p.set_defaults(func=cmd_drill)

@@ -13,6 +13,9 @@ Invariants:
   region and marks the failed one down for ``cooldown_s``; regions marked down are tried
   last, and the first success clears the mark, so traffic returns once the region is healthy;
 - any other 4xx is the request's fault: no other region is tried;
+- a score from another region than the home one (the first listed) is marked ``degraded``:
+  the online feature state is per region, so the merchant's policy says whether such a
+  score stands (``degraded="score"``) or its rule decides (``degraded="rule"``);
 - only when every region failed (or the deadline ran out) the merchant's policy decides:
   fail-open approves (amounts at or above ``review_above`` go to review), fail-closed
   declines; the result says ``fallback=True`` and why, so the caller can log and reconcile;
@@ -43,10 +46,15 @@ _STALE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
 class FallbackPolicy:
     mode: str = "open"  # "open": approve when no score; "closed": decline
     review_above: float | None = None  # fail-open: amounts at or above go to review
+    # a score from a region other than the home one (the first listed) was computed without
+    # the home region's online feature state: "score" lets it stand, "rule" lets the rule decide
+    degraded: str = "score"
 
     def __post_init__(self) -> None:
         if self.mode not in ("open", "closed"):
             raise SettingsError(f"fallback mode {self.mode!r} is not 'open' or 'closed'")
+        if self.degraded not in ("score", "rule"):
+            raise SettingsError(f"degraded policy {self.degraded!r} is not 'score' or 'rule'")
 
     def decide(self, amount: float) -> str:
         if self.mode == "closed":
@@ -78,6 +86,7 @@ class Decision:
     attempts: int
     region: str | None = None  # the region that scored
     trail: tuple[str, ...] = ()  # "region: outcome" per attempt, in order
+    degraded: bool = False  # scored outside the home region (its feature state is not there)
 
 
 class _Pool:
@@ -262,7 +271,16 @@ class FraudClient:
             decision, score = str(prediction["decision"]), float(prediction["score"])
         except (ValueError, KeyError, IndexError, TypeError):
             return self._fallback(merchant_id, amount, "unreadable response", trail)
-        return Decision(decision, score, False, "scored", len(trail), region, tuple(trail))
+        degraded = region != self.regions[0].name
+        policy = self.policies.get(merchant_id, self.default_policy)
+        if degraded and policy.degraded == "rule":
+            reason = f"degraded: scored in {region}, away from the home region's feature state"
+            return Decision(
+                policy.decide(amount), score, True, reason, len(trail), region, tuple(trail), True
+            )
+        return Decision(
+            decision, score, False, "scored", len(trail), region, tuple(trail), degraded
+        )
 
 
 def sigv4_signer(access_key_id: str, secret_access_key: str, session_token: str | None) -> Signer:

@@ -114,7 +114,7 @@ def test_failover_drill_moves_to_b_and_back_to_a(regions: tuple[StubRegion, Stub
     before = a.requests
     for _ in range(5):
         assert client.score("m1", FEATURES, 10.0) == Decision(
-            "approve", 0.01, False, "scored", 1, B, (f"{B}: scored",)
+            "approve", 0.01, False, "scored", 1, B, (f"{B}: scored",), degraded=True
         )
     assert a.requests == before
 
@@ -211,3 +211,17 @@ def test_bad_client_settings_are_refused(kwargs: dict[str, object], message: str
 def test_bad_region_url_is_refused() -> None:
     with pytest.raises(SettingsError, match="not http"):
         Region(A, "ftp://x")
+
+
+def test_a_merchant_can_let_its_rule_decide_degraded_scores(
+    regions: tuple[StubRegion, StubRegion],
+) -> None:
+    a, b = regions
+    a.mode = "5xx"
+    strict = {"strict": FallbackPolicy("closed", degraded="rule")}
+    client = _client(a, b, policies=strict)
+    ruled = client.score("strict", FEATURES, 10.0)
+    assert ruled.fallback and ruled.decision == "decline" and ruled.degraded
+    assert ruled.score == 0.01 and ruled.reason.startswith(f"degraded: scored in {B}")
+    lenient = client.score("other", FEATURES, 10.0)
+    assert not lenient.fallback and lenient.decision == "approve" and lenient.degraded
