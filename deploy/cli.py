@@ -196,7 +196,7 @@ def cmd_failover(args: argparse.Namespace) -> int:
         host, _, zone = rest.partition("@")
         if not (region and host and zone):
             raise SettingsError(f"--target expects REGION=HOST@ZONE_ID, got {pair!r}")
-        targets[region] = RegionalTarget(host, zone)
+        targets[region] = RegionalTarget(host, zone, args.endpoint)
     aws = _aws(args)
     return _print(ensure_failover(client(aws, "route53"), args.zone_id, args.domain, targets))
 
@@ -322,6 +322,7 @@ def add_deploy_parser(sub: Any) -> None:
     p = cmds.add_parser("failover", help="Route 53 latency records + health checks, 2 regions")
     p.add_argument("--zone-id", required=True)
     p.add_argument("--domain", required=True)
+    p.add_argument("--endpoint", default="fraud-score", help="EndpointName in both regions")
     p.add_argument(
         "--target",
         action="append",

@@ -13,7 +13,7 @@ from deploy.aws import Clients
 from deploy.config import AwsSettings, EndpointSpec
 from deploy.endpoint import apply, plan
 from deploy.errors import NotFound, PackageMismatch
-from deploy.package import PackageRecord, check_against_record, upload
+from deploy.package import PackageRecord, check_against_record, check_uploaded, upload
 from deploy.requests import Platform, model_name, rollback_alarm_names
 from tests.test_deploy.conftest import make_tarball
 from tests.test_deploy.stack import put_stack_alarms
@@ -115,3 +115,26 @@ def test_apply_refuses_to_run_before_the_stack_made_its_rollback_alarms(
     assert spec.name not in names
     topics = [t["TopicArn"] for t in clients.sns.list_topics()["Topics"]]
     assert not any(t.endswith(f":{spec.name}-alarms") for t in topics)  # apply made none
+
+
+def test_a_region_is_rebuilt_from_the_replica_without_uploading_again(
+    clients: Clients, platform: Platform, tmp_path: Path
+) -> None:
+    record = _package(clients, platform, tmp_path, b"replicated")
+    replica = "fraud-artefacts-replica"
+    clients.s3.create_bucket(
+        Bucket=replica, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"}
+    )
+    # what S3 replication writes (moto does not replicate): same key, body and metadata
+    source = clients.s3.get_object(Bucket=record.bucket, Key=record.key)
+    clients.s3.put_object(
+        Bucket=replica, Key=record.key, Body=source["Body"].read(), Metadata=source["Metadata"]
+    )
+    downloaded = tmp_path / "from-replica.tar.gz"
+    downloaded.write_bytes(clients.s3.get_object(Bucket=replica, Key=record.key)["Body"].read())
+    puts: list[str] = []
+    clients.s3.meta.events.register("before-call.s3.PutObject", lambda **_: puts.append("put"))
+    rebuilt = upload(clients.s3, downloaded, replica, "models", None)
+    assert puts == []  # the replica is found by key and SHA-256: nothing uploaded again
+    assert (rebuilt.key, rebuilt.sha256) == (record.key, record.sha256)
+    check_uploaded(clients.s3, rebuilt)

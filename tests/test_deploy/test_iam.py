@@ -140,3 +140,23 @@ def test_replication_reads_only_models_and_writes_only_the_replica() -> None:
     assert only["Destination"]["EncryptionConfiguration"] == {
         "ReplicaKmsKeyID": {"Ref": "ReplicaKmsKeyArn"}
     }
+
+
+def test_the_regional_key_admits_cloudwatch_logs_for_exactly_our_log_groups() -> None:
+    regional, front_door = load(R), load("global.yaml")
+    names = parameters(regional)
+    (statement,) = [
+        s
+        for s in regional["Resources"]["Key"]["Properties"]["KeyPolicy"]["Statement"]
+        if s["Sid"] == "CloudWatchLogsEncryptsOurLogGroups"
+    ]
+    allowed = set(
+        resolve(statement["Condition"]["ArnLike"]["kms:EncryptionContext:aws:logs:arn"], names)
+    )
+    groups = [
+        resolve(regional["Resources"]["ProbeLogs"]["Properties"]["LogGroupName"], names),
+        resolve(front_door["Resources"]["AccessLogs"]["Properties"]["LogGroupName"], names),
+    ]
+    prefix = f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:"
+    assert allowed == {prefix + g for g in groups}
+    assert front_door["Resources"]["AccessLogs"]["Properties"]["KmsKeyId"] == {"Ref": "KmsKeyArn"}
