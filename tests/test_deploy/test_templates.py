@@ -16,7 +16,7 @@ from cfnlint.decode import cfn_yaml
 
 from deploy.checks.endpoint_encryption import problems
 from deploy.config import AwsSettings
-from deploy.stack import render_global
+from deploy.stack import deployment_id, render_global
 from tests.test_deploy.conftest import REGION
 from tests.test_deploy.stack import for_moto
 
@@ -215,3 +215,21 @@ def test_two_regional_stacks_and_their_front_doors_deploy_on_moto(aws: AwsSettin
     assert {f"{region}.{domain}" for region in checks} <= own
     listed = {c["Id"]: c for c in route53.list_health_checks()["HealthChecks"]}
     assert {listed[c]["HealthCheckConfig"]["Type"] for c in checks.values()} == {"CALCULATED"}
+
+
+def test_render_redeploys_the_api_when_a_method_changes(tmp_path: Path) -> None:
+    from cli.main import run
+
+    out = tmp_path / "global.rendered.yaml"
+    assert run(["deploy", "render", "--out", str(out)], tmp_path) == 0
+    rendered = cfn_yaml.loads(out.read_text())
+    (deployment,) = [
+        n for n, r in rendered["Resources"].items() if r["Type"] == "AWS::ApiGateway::Deployment"
+    ]
+    assert deployment != "Deployment"
+    assert rendered["Resources"]["Stage"]["Properties"]["DeploymentId"] == {"Ref": deployment}
+    source = (TEMPLATES / "global.yaml").read_text()
+    changed = source.replace("TimeoutInMillis: 1000", "TimeoutInMillis: 900")
+    assert changed != source
+    assert deployment_id(changed) != deployment == deployment_id(source)
+    assert render_global(source) == out.read_text()  # the same template renders the same
