@@ -176,6 +176,10 @@ def test_an_endpoint_the_stack_created_is_changed_through_the_stack(
     stub.assert_no_pending_responses()  # and no update_endpoint: it would have no stub
 
 
+def resources_of(template: str) -> list[dict[str, Any]]:
+    return list(load(template)["Resources"].values())
+
+
 def test_execution_timeout_covers_every_wait() -> None:
     assert deployment_timeout_s("CANARY", 10, 600) == 1800 + 2 * 600 + 300 + 300
     assert deployment_timeout_s("LINEAR", 20, 600) == 1800 + 5 * 600 + 300 + 300
@@ -189,6 +193,12 @@ def test_execution_timeout_covers_every_wait() -> None:
         "CANARY", 10, int(longest)
     )
     assert props["RetainAllVariantProperties"] is True
+    # the stack's instance-type change goes through Autoscaling=false (no scaling target)
+    scaling = [r for r in resources_of("regional.yaml") if "ApplicationAutoScaling" in r["Type"]]
+    assert {r["Condition"] for r in scaling} == {"MakeScaling"}
+    assert {"Fn::Equals": [{"Ref": "Autoscaling"}, "true"]} in load("regional.yaml")["Conditions"][
+        "MakeScaling"
+    ]["Fn::And"]
     rollback_alarms = {
         a["AlarmName"]["Ref"]
         for a in props["DeploymentConfig"]["AutoRollbackConfiguration"]["Alarms"]
