@@ -1,4 +1,4 @@
-"""The helper payment systems use to call the front door: a score within a deadline from the
+"""The client payment systems use to call the front door: a score within a deadline from the
 first region that answers, or a rule-based decision marked as a fallback.
 
 Invariants:
