@@ -10,7 +10,7 @@ ARTIFACTS ?= artifacts
 FRAUD := $(VENV)/bin/fraud --artifacts $(ARTIFACTS)
 
 .PHONY: install test lint lint-cfn typecheck tools pytest serve demo-model data train evaluate \
-	bench bench-backends bench-http bench-gate loadtest lock lock-dev lock-build lock-runtime clean
+	bench bench-backends bench-http bench-gate loadtest fuzz lock lock-dev lock-build lock-runtime clean
 
 install: $(STAMP) $(KERNEL)
 
@@ -102,6 +102,10 @@ bench-http: demo-model tools
 # Locust: ramp, plateau below capacity, spike above it; exits 1 when the verdict fails
 loadtest: demo-model
 	$(PY) -m benchmarks.loadtest --package $(ARTIFACTS)/package
+
+# the HTTP contract fuzzed at length: schemathesis on the demo package (>= 20,000 cases)
+fuzz: demo-model
+	$(PY) -m benchmarks.contract_fuzz --package $(ARTIFACTS)/package
 
 # the regression gate CI runs: key ratios against benchmarks/baseline.json
 bench-gate: demo-model $(ARTIFACTS)/evaluation/evaluation.json tools

@@ -23,10 +23,11 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 import numpy as np
+import orjson
 
 from core.cpus import cpu_count
 from core.feature_names import FEATURE_NAMES
-from serving import codecs, logs, validation
+from serving import codecs, logs, openapi, validation
 from serving.batch_limits import batcher_limit
 from serving.batcher import BatchStats, MicroBatcher
 from serving.capture import DataCapture
@@ -51,6 +52,13 @@ Send = Callable[[Message], Awaitable[None]]
 log = logging.getLogger("fraud.serving")
 decision_log = logging.getLogger("fraud.decisions")
 JSON = b"application/json"
+ROUTES = {  # path -> its one method
+    "/ping": "GET",
+    "/invocations": "POST",
+    "/execution-parameters": "GET",
+    "/metrics": "GET",
+    "/openapi.json": "GET",
+}
 
 
 class FraudApp:
@@ -95,6 +103,8 @@ class FraudApp:
         self._load_task: asyncio.Future[None] | None = None
         self._flush_timer: asyncio.TimerHandle | None = None
         self._log_handler: logs.BatchingHandler | None = None
+        # the contract before the package loads (features by name); rebuilt from the package
+        self._openapi = orjson.dumps(openapi.document(list(FEATURE_NAMES), ""))
 
     # -- life cycle ------------------------------------------------------------------------
 
@@ -109,6 +119,7 @@ class FraudApp:
                 self.settings.score_p99_budget_us,
             )
             self.checker = validation.Checker(s.feature_names, s.mins, s.maxs)
+            self._openapi = orjson.dumps(openapi.document(s.feature_names, s.model_version))
             self.metrics.set_model(s.model_version, s.thresholds_version)
         except Exception as exc:  # a bad package keeps /ping at 503, with the reason
             self.load_error = f"{type(exc).__name__}: {exc}"
@@ -187,14 +198,27 @@ class FraudApp:
                 await _respond(send, 200, json.dumps(self._execution_parameters()).encode())
             elif path == "/metrics" and method == "GET":
                 await _respond(send, 200, self.metrics.render(), self.metrics.content_type.encode())
+            elif path == "/openapi.json" and method == "GET":
+                await _respond(send, 200, self._openapi)
+            elif path in ROUTES:
+                allowed = ROUTES[path]
+                await self._error(
+                    send,
+                    request_id,
+                    405,
+                    "method_not_allowed",
+                    f"{method} is not allowed on {path}; use {allowed}",
+                    [(b"allow", allowed.encode())],
+                )
+                return
             else:
+                routes = ", ".join(f"{m} {p}" for p, m in ROUTES.items())
                 await self._error(
                     send,
                     request_id,
                     404,
                     "not_found",
-                    f"no route {method} {path}; routes: GET /ping, POST "
-                    "/invocations, GET /execution-parameters, GET /metrics",
+                    f"no route {method} {path}; routes: {routes}",
                 )
                 return
         except ServingError as exc:
@@ -365,12 +389,19 @@ class FraudApp:
             )
 
     async def _error(
-        self, send: Send, request_id: str, status: int, code: str, message: str
+        self,
+        send: Send,
+        request_id: str,
+        status: int,
+        code: str,
+        message: str,
+        extra_headers: list[tuple[bytes, bytes]] | None = None,
     ) -> None:
         body = json.dumps(
             {"error": {"code": code, "message": message[:1000], "request_id": request_id}}
         ).encode()
-        await _respond(send, status, body, JSON, self._headers(request_id))
+        headers = self._headers(request_id) + (extra_headers or [])
+        await _respond(send, status, body, JSON, headers)
 
     def _headers(self, request_id: str) -> list[tuple[bytes, bytes]]:
         out = [(b"x-request-id", request_id.encode())]

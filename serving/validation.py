@@ -25,7 +25,8 @@ import numpy.typing as npt
 
 from serving.errors import BadRequest
 
-_BIG = float(np.finfo(np.float32).max)  # bounds are finite, so inf fails them as NaN does
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+_BIG = FLOAT32_MAX  # bounds are finite, so inf fails them as NaN does
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,7 @@ class _Rules:
     expected: tuple[str, ...]  # per feature, the rule in words for error messages
 
 
-def _rule(name: str) -> tuple[float, float, bool, str]:
+def feature_rule(name: str) -> tuple[float, float, bool, str]:
     """(low, high, whole numbers only, wording) for one feature name."""
     if name in ("is_weekend", "is_night"):
         return 0.0, 1.0, True, "0 or 1"
@@ -51,7 +52,7 @@ def _rule(name: str) -> tuple[float, float, bool, str]:
 
 @functools.lru_cache(maxsize=16)
 def _rules(names: tuple[str, ...]) -> _Rules:
-    rules = [_rule(name) for name in names]
+    rules = [feature_rule(name) for name in names]
     return _Rules(
         low=np.array([r[0] for r in rules], dtype=np.float64),
         high=np.array([r[1] for r in rules], dtype=np.float64),

@@ -1,0 +1,251 @@
+"""The HTTP contract as an OpenAPI 3.1 document, served at ``GET /openapi.json``.
+
+Built once per loaded package (the feature names, their possible values and the response
+fields come from the same rules the server applies: ``serving.validation`` for values,
+``serving.codecs`` for content types), rendered to bytes and served from memory, off the
+request path. ``make test`` runs schemathesis against a live server with this document:
+every response must match it, and no request may get a 5xx.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from serving import codecs
+from serving.validation import FLOAT32_MAX, feature_rule
+
+ERROR_STATUSES = {
+    "400": "malformed body, wrong feature count, NaN/inf, impossible values, empty body",
+    "406": "no supported type in Accept",
+    "413": "body over SAGEMAKER_MAX_PAYLOAD_IN_MB",
+    "415": "unsupported Content-Type",
+    "503": "not ready, shutting down, queue full or past the deadline: retry",
+}
+SAGEMAKER_HEADERS = {
+    "X-Amzn-SageMaker-Custom-Attributes": "opaque; echoed on the response",
+    "X-Amzn-SageMaker-Inference-Id": "becomes the request id of logs, capture and errors",
+    "X-Amzn-SageMaker-Target-Variant": "set by SageMaker; ignored",
+}
+
+
+def _value_schema(name: str) -> dict[str, Any]:
+    """The possible values of one feature; an unbounded side is left open (the server refuses
+    what float32 cannot hold as non-finite, a 400)."""
+    low, high, whole, _ = feature_rule(name)
+    schema: dict[str, Any] = {"type": "integer" if whole else "number"}
+    if low > -FLOAT32_MAX:
+        schema["minimum"] = low
+    if high < FLOAT32_MAX:
+        schema["maximum"] = high
+    return schema
+
+
+def _error_schema() -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": ["error"],
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["code", "message", "request_id"],
+                "properties": {
+                    "code": {"type": "string"},
+                    "message": {"type": "string"},
+                    "request_id": {"type": "string"},
+                },
+            }
+        },
+    }
+
+
+def _prediction_schema() -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": ["score", "decision", "out_of_range"],
+        "properties": {
+            "score": {"type": "number", "minimum": 0, "maximum": 1},
+            "decision": {"enum": ["approve", "review", "decline"]},
+            "out_of_range": {
+                "type": "boolean",
+                "description": "a value outside the training range: scored, only counted",
+            },
+        },
+        "additionalProperties": True,  # a named-field row's other fields are echoed
+    }
+
+
+def _components(names: Sequence[str]) -> dict[str, Any]:
+    values = [_value_schema(n) for n in names]
+    row = {
+        "type": "array",
+        "prefixItems": values,
+        "items": False,
+        "minItems": len(names),
+        "maxItems": len(names),
+        "description": f"the {len(names)} features in order: {', '.join(names)}",
+    }
+    named = {
+        "type": "object",
+        "required": list(names),
+        "properties": dict(zip(names, values, strict=True)),
+        "description": "named features; other fields are echoed on the prediction",
+    }
+    return {
+        "Row": row,
+        "NamedRow": named,
+        "Instances": {
+            "type": "object",
+            "required": ["instances"],
+            "properties": {
+                "instances": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {"oneOf": [{"$ref": "#/components/schemas/Row"}, named]},
+                }
+            },
+        },
+        "Prediction": _prediction_schema(),
+        "Predictions": {
+            "type": "object",
+            "required": ["predictions", "model_version", "thresholds_version", "precision"],
+            "properties": {
+                "predictions": {
+                    "type": "array",
+                    "items": {"$ref": "#/components/schemas/Prediction"},
+                },
+                "model_version": {"type": "string"},
+                "thresholds_version": {"type": "string"},
+                "precision": {"enum": ["fp32", "fp16", "int8_static"]},
+            },
+        },
+        "Error": _error_schema(),
+    }
+
+
+def _errors() -> dict[str, Any]:
+    body = {codecs.JSON: {"schema": {"$ref": "#/components/schemas/Error"}}}
+    return {status: {"description": why, "content": body} for status, why in ERROR_STATUSES.items()}
+
+
+def _invocations() -> dict[str, Any]:
+    rows = {"type": "array", "minItems": 1, "items": {"$ref": "#/components/schemas/Row"}}
+    json_body = {
+        "oneOf": [
+            {"$ref": "#/components/schemas/Instances"},
+            rows,
+            {"$ref": "#/components/schemas/Row"},
+        ]
+    }
+    text = {"type": "string", "minLength": 1}
+    headers = [
+        {"name": name, "in": "header", "required": False, "schema": {"type": "string"}}
+        | {"description": why}
+        for name, why in SAGEMAKER_HEADERS.items()
+    ]
+    accept = {
+        "name": "Accept",
+        "in": "header",
+        "required": False,
+        "schema": {"type": "string"},
+        "description": "response type, with q-values and wildcards: one of "
+        f"{', '.join(codecs.RESPONSE_TYPES)} is chosen (406 when none fits); "
+        "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT when absent or empty",
+    }
+    return {
+        "post": {
+            "summary": "Score card transactions' feature vectors",
+            "parameters": [accept, *headers],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    codecs.JSON: {"schema": json_body},
+                    codecs.CSV: {"schema": text | {"description": "one row per line"}},
+                    codecs.JSONLINES: {"schema": text | {"description": "one JSON row a line"}},
+                    codecs.NPY: {
+                        "schema": {"type": "string", "format": "binary"},
+                        "description": "(rows, features) ints or floats, allow_pickle=False",
+                    },
+                },
+            },
+            "responses": {
+                "200": {
+                    "description": "one prediction per row, in order",
+                    "headers": {
+                        "X-Amzn-SageMaker-Custom-Attributes": {"schema": {"type": "string"}}
+                    },
+                    "content": {
+                        codecs.JSON: {"schema": {"$ref": "#/components/schemas/Predictions"}},
+                        codecs.CSV: {"schema": {"type": "string"}},
+                        codecs.JSONLINES: {"schema": {"type": "string"}},
+                    },
+                },
+                **_errors(),
+            },
+        }
+    }
+
+
+def document(names: Sequence[str], model_version: str) -> dict[str, Any]:
+    """The OpenAPI 3.1 document for a package with features ``names``."""
+    ok_empty = {"200": {"description": "healthy: the model is loaded and warm"}}
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Fraud scoring (SageMaker bring-your-own-container contract)",
+            "version": model_version or "unloaded",
+        },
+        "paths": {
+            "/ping": {"get": {"responses": ok_empty | {"503": _errors()["503"]}}},
+            "/invocations": _invocations(),
+            "/execution-parameters": {
+                "get": {
+                    "responses": {
+                        "200": {
+                            "description": "batch transform settings",
+                            "content": {
+                                codecs.JSON: {
+                                    "schema": {
+                                        "type": "object",
+                                        "required": [
+                                            "MaxConcurrentTransforms",
+                                            "BatchStrategy",
+                                            "MaxPayloadInMB",
+                                        ],
+                                        "properties": {
+                                            "MaxConcurrentTransforms": {"type": "integer"},
+                                            "BatchStrategy": {
+                                                "enum": ["MULTI_RECORD", "SINGLE_RECORD"]
+                                            },
+                                            "MaxPayloadInMB": {"type": "integer"},
+                                        },
+                                    }
+                                }
+                            },
+                        }
+                    }
+                }
+            },
+            "/metrics": {
+                "get": {
+                    "responses": {
+                        "200": {
+                            "description": "Prometheus text format",
+                            "content": {"text/plain": {"schema": {"type": "string"}}},
+                        }
+                    }
+                }
+            },
+            "/openapi.json": {
+                "get": {
+                    "responses": {
+                        "200": {
+                            "description": "this document",
+                            "content": {codecs.JSON: {"schema": {"type": "object"}}},
+                        }
+                    }
+                }
+            },
+        },
+        "components": {"schemas": _components(names)},
+    }
