@@ -10,7 +10,7 @@ ARTIFACTS ?= artifacts
 FRAUD := $(VENV)/bin/fraud --artifacts $(ARTIFACTS)
 
 .PHONY: install test lint lint-cfn typecheck tools pytest serve demo-model data train evaluate \
-	bench bench-backends bench-http bench-gate loadtest fuzz lock lock-dev lock-build lock-runtime clean
+	bench bench-backends bench-http bench-gate bench-startup loadtest fuzz lock lock-dev lock-build lock-runtime clean
 
 install: $(STAMP) $(KERNEL)
 
@@ -102,6 +102,10 @@ bench-http: demo-model tools
 # Locust: ramp, plateau below capacity, spike above it; exits 1 when the verdict fails
 loadtest: demo-model
 	$(PY) -m benchmarks.loadtest --package $(ARTIFACTS)/package
+
+# a new instance's start: seconds to a healthy /ping, RSS, import time, runtime venv size
+bench-startup: demo-model
+	$(PY) -m benchmarks.startup --package $(ARTIFACTS)/package --runtime-venv
 
 # the HTTP contract fuzzed at length: schemathesis on the demo package (>= 20,000 cases)
 fuzz: demo-model

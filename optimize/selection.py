@@ -30,11 +30,11 @@ def time_backend(
     out: dict[int, dict[str, float]] = {}
     for batch in batch_sizes:
         x = rng.random((batch, n_features), dtype=np.float32) * 10
-        for _ in range(3):  # warm-up: first runs allocate arenas and pick kernels
+        for _ in range(2):  # warm-up: first runs allocate arenas and pick kernels
             backend.predict(x)
         samples: list[float] = []
         deadline = time.perf_counter() + budget_s
-        while len(samples) < 5 or (time.perf_counter() < deadline and len(samples) < 10_000):
+        while len(samples) < 3 or (time.perf_counter() < deadline and len(samples) < 10_000):
             start = time.perf_counter_ns()
             backend.predict(x)
             samples.append((time.perf_counter_ns() - start) / 1_000)
