@@ -20,8 +20,9 @@ from pathlib import Path
 
 from core.errors import FraudError
 from deploy.cli import add_deploy_parser
+from monitor.main import add_parser as add_monitor_parser
 
-NOT_BUILT = ("bench", "loadtest", "monitor")
+NOT_BUILT = ("bench", "loadtest")
 
 
 def _paths(artifacts: Path) -> dict[str, Path]:
@@ -316,6 +317,7 @@ def build_parser(artifacts: Path) -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_serve)
 
     add_deploy_parser(sub)
+    add_monitor_parser(sub)
 
     for name in NOT_BUILT:
         p = sub.add_parser(name, help="not built yet")

@@ -104,5 +104,5 @@ def test_evaluate_without_a_model_names_the_directory(tmp_path: Path) -> None:
 
 
 def test_unbuilt_stages_say_so(tmp_path: Path) -> None:
-    result = fraud("monitor", cwd=tmp_path)
+    result = fraud("loadtest", cwd=tmp_path)
     assert result.returncode == 2 and "not built yet" in result.stderr
