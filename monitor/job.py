@@ -64,7 +64,7 @@ def run(settings: MonitorSettings, clients: Clients | None = None) -> dict[str, 
     result = drift.drift(base, x, hours, settings.drift_alpha)
     violations = drift.violations(base, window, x, result)
     days: dict[str, dict[str, float]] = {}
-    validation = quality.validation_figures(settings.validation_metrics)
+    validation = quality.validation_figures(settings.validation_metrics, clients.s3)
     if settings.label_source:
         labels = quality.read_labels(settings.label_source, clients.s3)
         days = quality.daily(window, labels, settings.end_time, settings.label_delay_days)

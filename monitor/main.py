@@ -49,7 +49,7 @@ def main() -> int:
     return run_from_env(env, Path(env.get("monitor_message_path", "/opt/ml/output/message")))
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("monitor", help="drift and quality of captured traffic vs the baseline")
     p.add_argument(
         "--capture",
@@ -91,3 +91,7 @@ def cmd_monitor(args: argparse.Namespace) -> int:
             "sagemaker_monitoring_schedule_name": "local",
         }
     return run_from_env(env)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

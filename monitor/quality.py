@@ -18,7 +18,6 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -113,13 +112,13 @@ def _metrics(rows: pd.DataFrame) -> dict[str, float]:
     return entry
 
 
-def validation_figures(manifest: Path | None) -> dict[str, float]:
+def validation_figures(manifest: str | None, s3: Any = None) -> dict[str, float]:
     """The package's validation metrics (``manifest.json`` metrics.validation)."""
     if manifest is None:
         return {}
     try:
-        figures = json.loads(manifest.read_text())["metrics"]["validation"]
-    except (OSError, KeyError, TypeError, json.JSONDecodeError) as exc:
+        figures = json.loads(read_object(manifest, s3))["metrics"]["validation"]
+    except (KeyError, TypeError, json.JSONDecodeError) as exc:
         raise SourceError(f"validation metrics cannot be read from {manifest}: {exc}") from exc
     return {m: float(figures[m]) for m in METRICS if m in figures}
 

@@ -43,14 +43,14 @@ class MonitorSettings:
     output_path: Path
     start_time: dt.datetime
     end_time: dt.datetime
-    baseline_statistics: Path
-    baseline_constraints: Path
+    baseline_statistics: str  # a path or an s3:// URI
+    baseline_constraints: str
     publish_cloudwatch_metrics: bool = False
     endpoint_name: str | None = None
     schedule_name: str | None = None
     label_source: str | None = None
     label_delay_days: int = 7
-    validation_metrics: Path | None = None
+    validation_metrics: str | None = None
     quality_margin: float = 0.1
     drift_alpha: float = 0.05
     metrics_namespace: str = DEFAULT_NAMESPACE
@@ -85,14 +85,13 @@ class MonitorSettings:
         )
         if start >= end:
             raise ConfigError(f"start_time {start:%Y-%m-%dT%H:%M:%SZ} is not before end_time")
-        validation = optional("validation_metrics")
         return cls(
             dataset_source=required("dataset_source"),
             output_path=Path(required("output_path")),
             start_time=start,
             end_time=end,
-            baseline_statistics=Path(required("baseline_statistics")),
-            baseline_constraints=Path(required("baseline_constraints")),
+            baseline_statistics=required("baseline_statistics"),
+            baseline_constraints=required("baseline_constraints"),
             publish_cloudwatch_metrics=env.get("publish_cloudwatch_metrics", "Disabled").strip()
             == "Enabled",
             endpoint_name=optional("sagemaker_endpoint_name"),
@@ -101,7 +100,7 @@ class MonitorSettings:
             label_delay_days=int(
                 _number("label_delay_days", env.get("label_delay_days", "7"), int, minimum=0)
             ),
-            validation_metrics=Path(validation) if validation else None,
+            validation_metrics=optional("validation_metrics"),
             quality_margin=float(
                 _number("quality_margin", env.get("quality_margin", "0.1"), float, minimum=0)
             ),
