@@ -44,7 +44,8 @@ tools:
 # custom rule CKV_FRAUD_1 (deploy/checks): endpoint volume and data-capture encryption
 CHECKOV_VENV := .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
-CFN_TEMPLATES := deploy/templates/regional.yaml deploy/templates/global.yaml
+CFN_TEMPLATES := deploy/templates/regional.yaml deploy/templates/global.yaml \
+	deploy/templates/monitoring.yaml
 
 $(CHECKOV_STAMP): deploy/requirements-checkov.txt
 	test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)

@@ -8,7 +8,7 @@ in the same namespace with the same dimensions (``Endpoint``, ``MonitoringSchedu
 one set of alarms serves both. Names: ``feature_baseline_drift_<feature>`` (Model
 Monitor's), ``feature_non_null_<feature>``, and ours: ``records``, ``unreadable_records``,
 ``decline_rate``, ``review_rate``, ``score_p99``, ``model_quality_<metric>``,
-``constraint_violations``.
+``constraint_violations``, ``baseline_drift_violations`` (the drift alarm's metric).
 """
 
 from __future__ import annotations

@@ -128,11 +128,14 @@ def _publish(
     if not (settings.publish_cloudwatch_metrics and emit):
         return
     dims = cloudwatch.dimensions(settings.endpoint_name, settings.schedule_name)
+    threshold = report["drift"]["threshold"]
+    drifted = sum(d > threshold for d in report["drift"]["distance"].values())
     at = settings.end_time
     metrics = [
         cloudwatch.metric("records", report["rows"], at, dims, "Count"),
         cloudwatch.metric("unreadable_records", report["unreadable_records"], at, dims, "Count"),
         cloudwatch.metric("constraint_violations", report["violations"], at, dims, "Count"),
+        cloudwatch.metric("baseline_drift_violations", drifted, at, dims, "Count"),
     ]
     for feature, distance in report["drift"]["distance"].items():
         metrics.append(cloudwatch.metric(f"feature_baseline_drift_{feature}", distance, at, dims))

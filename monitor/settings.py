@@ -6,8 +6,9 @@ them): ``dataset_format``, ``dataset_source``, ``start_time``, ``end_time``, ``o
 ``baseline_statistics``, ``baseline_constraints``, ``publish_cloudwatch_metrics``,
 ``sagemaker_endpoint_name``, ``sagemaker_monitoring_schedule_name``. Ours, in the same style:
 
-    window_hours         start_time default: end_time - window_hours (1); the scheduler
-                         passes only end_time (its scheduled time)
+    window_hours         without start_time: the window is the window_hours (1) whole
+                         hours before end_time (floored to the hour); the scheduler passes
+                         only end_time, its scheduled time
     label_source         labels (CSV or Parquet, local or s3://): transaction_id or
                          inference_id, label, optional card
     label_delay_days     days whose labels are still arriving (7): younger days are skipped
@@ -78,11 +79,13 @@ class MonitorSettings:
         end = parse_time("end_time", required("end_time"))
         window_hours = int(_number("window_hours", env.get("window_hours", "1"), int, minimum=1))
         start_text = optional("start_time")
-        start = (
-            parse_time("start_time", start_text)
-            if start_text
-            else end - dt.timedelta(hours=window_hours)
-        )
+        if start_text:
+            start = parse_time("start_time", start_text)
+        else:
+            # the scheduler fires a few minutes past the hour (capture files land late):
+            # its run covers the whole hours before that
+            end = end.replace(minute=0, second=0, microsecond=0)
+            start = end - dt.timedelta(hours=window_hours)
         if start >= end:
             raise ConfigError(f"start_time {start:%Y-%m-%dT%H:%M:%SZ} is not before end_time")
         return cls(

@@ -137,6 +137,9 @@ def test_model_monitor_run_writes_reports_and_metric_files(
         {"Name": "MonitoringSchedule", "Value": "fraud-ep-hourly"},
     ]
     assert metrics["records"]["Value"] == 1000.0
+    # the metrics deploy/templates/monitoring.yaml alarms on
+    assert metrics["baseline_drift_violations"]["Value"] == 1.0
+    assert 0 <= metrics["decline_rate"]["Value"] <= 1
     assert "feature_baseline_drift_is_night" not in metrics  # not comparable in one hour
 
 
