@@ -20,6 +20,7 @@ from pathlib import Path
 
 from core.errors import FraudError
 from deploy.cli import add_deploy_parser
+from model.drift_scenarios import add_arguments as add_drift_arguments
 from monitor.main import add_parser as add_monitor_parser
 
 NOT_BUILT = ("bench", "loadtest")
@@ -53,6 +54,7 @@ def cmd_data(args: argparse.Namespace) -> int:
             )
         )
         return 0
+    from model import drift_scenarios
     from model.simulator import SimulatorConfig, simulate, summarize
 
     cfg = SimulatorConfig(
@@ -65,6 +67,9 @@ def cmd_data(args: argparse.Namespace) -> int:
     )
     started = time.perf_counter()
     df = simulate(cfg)
+    drift = drift_scenarios.from_arguments(args, args.seed)
+    if drift is not None:
+        df = drift_scenarios.apply_drift(df, drift)
     out = args.out or _paths(args.artifacts)["data"]
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp")
@@ -245,6 +250,7 @@ def build_parser(artifacts: Path) -> argparse.ArgumentParser:
     )
     p.add_argument("--out", type=Path, help="Parquet file to write")
     p.add_argument("--ulb", type=Path, help="load and check a ULB creditcard.csv instead")
+    add_drift_arguments(p)
     p.set_defaults(func=cmd_data)
 
     p = sub.add_parser("train", help="train and calibrate the PyTorch model")
