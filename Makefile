@@ -9,7 +9,8 @@ ARTIFACTS ?= artifacts
 FRAUD := $(VENV)/bin/fraud --artifacts $(ARTIFACTS)
 
 .PHONY: install test lint lint-cfn typecheck tools pytest serve demo-model data train evaluate \
-	bench bench-backends bench-http bench-gate loadtest lock clean
+	bench bench-backends bench-http bench-gate loadtest lock clean \
+	monitor-demo bench-monitor
 
 install: $(STAMP) $(KERNEL)
 
@@ -107,6 +108,16 @@ loadtest: demo-model
 bench-gate: demo-model $(ARTIFACTS)/evaluation/evaluation.json tools
 	$(PY) -m benchmarks.gate --package $(ARTIFACTS)/package \
 	  --evaluation $(ARTIFACTS)/evaluation/evaluation.json
+
+# a normal and a drifted week served with capture on, the monitor on each (exit 1 unless the
+# drifted week alone alarms on the moved features and on quality)
+monitor-demo: demo-model
+	$(PY) -m benchmarks.monitor_demo --package $(ARTIFACTS)/package \
+	  --data $(ARTIFACTS)/data/transactions.parquet --out $(ARTIFACTS)/monitor-demo
+
+# the monitor's reading speed on one hour of single-record capture
+bench-monitor: install
+	$(PY) -m benchmarks.monitor_throughput
 
 # rebuild requirements.lock from pyproject.toml in a scratch venv
 lock:

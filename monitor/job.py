@@ -96,6 +96,7 @@ def run(settings: MonitorSettings, clients: Clients | None = None) -> dict[str, 
         "validation": validation,
         "seconds": {"read": round(read_s, 3), "total": round(elapsed_s, 3)},
         "records_per_s": round(window.records / read_s) if read_s > 0 else None,
+        "rows_per_s": round(len(x) / read_s) if read_s > 0 else None,
     }
     _write(out / REPORTS[0], drift.statistics(base, window, x))
     _write(out / REPORTS[1], {"violations": violations})
