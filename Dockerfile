@@ -57,6 +57,7 @@ COPY optimize/ optimize/
 COPY serving/ serving/
 COPY deploy/ deploy/
 COPY benchmarks/ benchmarks/
+COPY monitor/ monitor/
 # package data (pyproject.toml): the install puts it beside optimize/fused_row.py
 COPY --from=kernel /build/libfusedrow.so optimize/kernel/
 RUN pip install --no-cache-dir --no-deps --no-build-isolation . \
