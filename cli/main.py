@@ -24,6 +24,8 @@ from model.drift_scenarios import add_arguments as add_drift_arguments
 from monitor.main import add_parser as add_monitor_parser
 
 NOT_BUILT = ("bench", "loadtest")
+# a Processing job's hosts: --shard auto takes this host's place among them
+RESOURCE_CONFIG = Path("/opt/ml/config/resourceconfig.json")
 
 
 def _paths(artifacts: Path) -> dict[str, Path]:
@@ -113,6 +115,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     paths = _paths(args.artifacts)
     df = read_transactions(args.data or paths["data"])
     seeds = tuple(range(args.seeds))
+    out_dir = args.out or paths["evaluation"]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if args.shard:
+        return _evaluate_shard(args, df, paths["model"], seeds, out_dir)
     result, curves = evaluate(
         df,
         args.model or paths["model"],
@@ -120,9 +126,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         seeds=seeds,
         prequential=args.folds > 0,
         progress=not args.quiet,
+        workers=args.workers,
+        shard_runs=[r for p in args.shard_runs for r in json.loads(p.read_text())["runs"]],
     )
-    out_dir = args.out or paths["evaluation"]
-    out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "evaluation.json").write_text(json.dumps(result, indent=2) + "\n")
     plot_pr_curves(curves, out_dir / "precision_recall.png")
     if args.json:
@@ -130,6 +136,31 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     else:
         print(format_table(result))
         print(f"written: {out_dir / 'evaluation.json'}, {out_dir / 'precision_recall.png'}")
+    return 0
+
+
+def _evaluate_shard(
+    args: argparse.Namespace, df: object, model: Path, seeds: tuple[int, ...], out_dir: Path
+) -> int:
+    from model.evaluate import Shard, run_shard
+
+    try:
+        shard = Shard.parse(args.shard, RESOURCE_CONFIG)
+    except (ValueError, OSError, KeyError) as exc:
+        print(f"fraud evaluate: error: --shard {args.shard}: {exc}", file=sys.stderr)
+        return 1
+    runs = run_shard(
+        df,
+        args.model or model,
+        shard,
+        n_folds=args.folds,
+        seeds=seeds,
+        progress=not args.quiet,
+        workers=args.workers,
+    )
+    path = out_dir / f"shard-{shard.index}-of-{shard.count}.json"
+    path.write_text(json.dumps(runs, indent=2) + "\n")
+    print(path)
     return 0
 
 
@@ -275,6 +306,11 @@ def build_parser(artifacts: Path) -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, default=3, help="seeds per prequential fold")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--workers", type=int, default=2, help="processes for the prequential runs")
+    p.add_argument("--shard", help="K/N or auto: run only this shard's prequential runs")
+    p.add_argument(
+        "--shard-runs", type=Path, action="append", default=[], help="merge a shard's runs"
+    )
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("tune", help="hyperparameter search on the validation folds only")
