@@ -1,5 +1,6 @@
-"""The managed-spot tuning job over ``fraud tune nn``'s space: a valid request (botocore's
-Stubber: moto has no tuning jobs) whose grid holds every named candidate."""
+"""Requests of the spot tuning job over ``fraud tune nn``'s space (botocore's Stubber: moto
+has no tuning jobs; its grid holds every named candidate) and of the prequential evaluation
+as one Processing job over N instances."""
 
 from __future__ import annotations
 
@@ -52,3 +53,27 @@ def test_grid_holds_every_named_candidate() -> None:
     for overrides in NN_CANDIDATES.values():
         wanted = {k: overrides.get(k, DEFAULTS[k]) for k in space}
         assert wanted in grid
+
+
+def test_sharded_evaluation_job_is_a_valid_request_over_n_instances() -> None:
+    from botocore.validate import ParamValidator
+
+    from deploy.evaluation_job import EvaluationJob
+
+    job = EvaluationJob(
+        name="fraud-prequential",
+        image_uri=JOB.image_uri,
+        role_arn=JOB.role_arn,
+        data_uri="s3://b/data/",
+        model_uri="s3://b/models/candidates/job/output/model.tar.gz",
+        output_uri="s3://b/evaluation/shards/",
+        kms_key_arn=JOB.kms_key_arn,
+        instances=4,
+    )
+    args = job.request()
+    client = boto3.client("sagemaker", region_name="eu-west-1")
+    shape = client.meta.service_model.operation_model("CreateProcessingJob").input_shape
+    report = ParamValidator().validate(args, shape)
+    assert not report.has_errors(), report.generate_report()
+    assert args["ProcessingResources"]["ClusterConfig"]["InstanceCount"] == 4
+    assert "fraud evaluate --shard auto" in args["AppSpecification"]["ContainerEntrypoint"][2]
