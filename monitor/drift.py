@@ -198,32 +198,17 @@ def _violation(name: str, check: str, description: str) -> dict[str, str]:
 
 
 def _buckets(feature: FeatureBaseline, present: np.ndarray) -> list[dict[str, float]]:
+    """The window's histogram on the baseline's buckets, in Model Monitor's fixed layout of
+    10: values below or above the baseline's range widen the first or last bucket."""
+    edges = feature.edges.copy()
+    if len(present):
+        edges[0], edges[-1] = min(edges[0], present.min()), max(edges[-1], present.max())
     # np.histogram counts the top bound into the last bucket, as the baseline's histogram did
-    inside = present[(present >= feature.edges[0]) & (present <= feature.edges[-1])]
-    counts, _ = np.histogram(inside, bins=feature.edges)
-    buckets = [
+    counts, _ = np.histogram(present, bins=edges)
+    return [
         {"lower_bound": float(lo), "upper_bound": float(hi), "count": float(c)}
-        for lo, hi, c in zip(feature.edges[:-1], feature.edges[1:], counts, strict=True)
+        for lo, hi, c in zip(edges[:-1], edges[1:], counts, strict=True)
     ]
-    below, above = present[present < feature.edges[0]], present[present > feature.edges[-1]]
-    if len(below):
-        buckets.insert(
-            0,
-            {
-                "lower_bound": float(below.min()),
-                "upper_bound": float(feature.edges[0]),
-                "count": float(len(below)),
-            },
-        )
-    if len(above):
-        buckets.append(
-            {
-                "lower_bound": float(feature.edges[-1]),
-                "upper_bound": float(above.max()),
-                "count": float(len(above)),
-            }
-        )
-    return buckets
 
 
 def _inferred_type(present: np.ndarray, wrong_type: int) -> str:

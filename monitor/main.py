@@ -5,7 +5,8 @@ In a container the settings come from the environment (the Processing job's
 environment from flags: a package directory gives the baseline and validation figures.
 Exit 0 with reports written (violations or not: they are findings, not failures); 1 when
 the run could not produce its reports, with the reason in ``/opt/ml/output/message`` as
-Processing expects.
+Processing expects (``monitor_message_path`` relocates it: the tests run outside /opt/ml;
+read here, not in the settings, because a failure to build the settings must reach it too).
 """
 
 from __future__ import annotations

@@ -59,7 +59,10 @@ def check_statistics_schema(stats: dict[str, Any]) -> None:
         assert set(numerical["common"]) == {"num_present", "num_missing"}
         for key in ("mean", "sum", "std_dev", "min", "max"):
             assert isinstance(numerical[key], float), key
-        for bucket in numerical["distribution"]["kll"]["buckets"]:
+        buckets = numerical["distribution"]["kll"]["buckets"]
+        assert len(buckets) == 10  # "materialized in 10 buckets. You cannot change this."
+        assert sum(b["count"] for b in buckets) == numerical["common"]["num_present"]
+        for bucket in buckets:
             assert set(bucket) == {"lower_bound", "upper_bound", "count"}
             assert bucket["lower_bound"] <= bucket["upper_bound"]
 
