@@ -128,6 +128,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         workers=args.workers,
         shard_runs=[r for p in args.shard_runs for r in json.loads(p.read_text())["runs"]],
+        train_start=args.train_start,
     )
     (out_dir / "evaluation.json").write_text(json.dumps(result, indent=2) + "\n")
     plot_pr_curves(curves, out_dir / "precision_recall.png")
@@ -307,6 +308,11 @@ def build_parser(artifacts: Path) -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--workers", type=int, default=2, help="processes for the prequential runs")
+    p.add_argument(
+        "--train-start",
+        type=dt.date.fromisoformat,
+        help="protocol start (default: the model's); compares models on the same weeks",
+    )
     p.add_argument("--shard", help="K/N or auto: run only this shard's prequential runs")
     p.add_argument(
         "--shard-runs", type=Path, action="append", default=[], help="merge a shard's runs"

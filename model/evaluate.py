@@ -171,10 +171,18 @@ class _Plan:
 
 
 def _plan(
-    df: pd.DataFrame, trained_dir: Path, n_folds: int, seeds: tuple[int, ...], folds: bool
+    df: pd.DataFrame,
+    trained_dir: Path,
+    n_folds: int,
+    seeds: tuple[int, ...],
+    folds: bool,
+    train_start: dt.date | None = None,
 ) -> _Plan:
     model, description = model_dir.load(trained_dir)
     hp = Hyperparameters.from_strings(dict(description["hyperparameters"]))  # type: ignore[call-overload]
+    if train_start is not None:
+        # the model as trained, scored on another test week (XGBoost retrained for it)
+        hp = dataclasses.replace(hp, train_start=train_start)
     epochs = int(description["epochs"])  # type: ignore[call-overload]
     xgb_params = xgboost_baseline.load_config()
     df, x_all = with_features(df)
@@ -232,10 +240,13 @@ def evaluate(
     progress: bool = True,
     workers: int = 2,
     shard_runs: list[dict[str, Any]] | None = None,
+    train_start: dt.date | None = None,
 ) -> tuple[dict[str, object], Curves]:
     """The single split, and the prequential folds unless ``prequential`` is false; runs in
-    ``shard_runs`` (from ``run_shard``) are taken as they are, the rest run here."""
-    plan = _plan(df, trained_dir, n_folds, seeds, folds=prequential)
+    ``shard_runs`` (from ``run_shard``) are taken as they are, the rest run here.
+    ``train_start`` moves the protocol (default: the model's own), so two models can be
+    compared on the same weeks."""
+    plan = _plan(df, trained_dir, n_folds, seeds, folds=prequential, train_start=train_start)
     hp, x_all, y_all = plan.hp, plan.x_all, plan.y_all
 
     def report(split_test: np.ndarray, scores: np.ndarray) -> dict[str, float]:

@@ -165,6 +165,12 @@ def test_pipeline_reads_what_train_and_the_comparison_write() -> None:
             group, metric = condition[side]["Std:JsonGet"]["Path"].split(".")
             assert metric in comparison[group]
     assert comparison["candidate_better"] is False  # equal AP is not better
+    # both models scored on the weeks of the candidate's TrainStart
+    evaluate = steps["Evaluate"]["Arguments"]["AppSpecification"]
+    assert evaluate["ContainerArguments"][1] == {"Get": "Parameters.TrainStart"}
+    assert "--train-start $1" in evaluate["ContainerEntrypoint"][2]
+    train = steps["Train"]["Arguments"]["HyperParameters"]
+    assert train["train_start"] == {"Get": "Parameters.TrainStart"}
 
 
 def test_alarms_watch_metrics_the_monitor_publishes_with_its_dimensions() -> None:

@@ -1,8 +1,9 @@
 """Prequential runs split into shards (one per Processing instance, or process) and merged
-give the numbers of one unsharded run."""
+give the numbers of one unsharded run; a model scored on another protocol week."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 
@@ -51,3 +52,19 @@ def test_shard_auto_takes_this_hosts_place(tmp_path: Path) -> None:
     assert Shard.parse("2/4", config) == Shard(2, 4)
     with pytest.raises(ValueError):
         Shard.parse("4/4", config)
+
+
+def test_train_start_moves_the_test_week_of_a_trained_model(
+    small_transactions: pd.DataFrame, small_trained: Path
+) -> None:
+    own, _ = evaluate(small_transactions, small_trained, prequential=False, progress=False)
+    moved, _ = evaluate(
+        small_transactions,
+        small_trained,
+        prequential=False,
+        progress=False,
+        train_start=dt.date(2018, 7, 18),
+    )
+    assert own["protocol"]["train_start"] == "2018-07-25"  # type: ignore[index]
+    assert moved["protocol"]["train_start"] == "2018-07-18"  # type: ignore[index]
+    assert moved["models"] != own["models"]
