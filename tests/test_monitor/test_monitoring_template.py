@@ -40,6 +40,7 @@ VALUES = {
     "ModelPackageGroupName": "fraud-score",
     "AveragePrecisionMin": "0.6",
     "DeclineRateMax": "0.02",
+    "ReviewRateMax": "0.05",
     "MonitorRole.Arn": "arn:aws:iam::123456789012:role/fraud-monitor",
     "AWS::Partition": "aws",
     "AWS::Region": "eu-west-1",
@@ -176,7 +177,14 @@ def test_pipeline_reads_what_train_and_the_comparison_write() -> None:
 def test_alarms_watch_metrics_the_monitor_publishes_with_its_dimensions() -> None:
     res = resources()
     expected = [{"Name": k, "Value": v} for k, v in dimensions("fraud-score", None).items()]
-    for name in ("DriftAlarm", "QualityAlarm", "DeclineRateAlarm"):
+    alarms = (
+        "DriftAlarm",
+        "QualityAlarm",
+        "DeclineRateAlarm",
+        "ReviewRateAlarm",
+        "MonitorSilentAlarm",
+    )
+    for name in alarms:
         props = substitute(res[name]["Properties"])
         assert props["Namespace"] == "/aws/sagemaker/Endpoints/data-metrics"
         assert props["Dimensions"] == expected

@@ -143,6 +143,7 @@ def test_model_monitor_run_writes_reports_and_metric_files(
     # the metrics deploy/templates/monitoring.yaml alarms on
     assert metrics["baseline_drift_violations"]["Value"] == 1.0
     assert 0 <= metrics["decline_rate"]["Value"] <= 1
+    assert 0 <= metrics["review_rate"]["Value"] <= 1
     assert "feature_baseline_drift_is_night" not in metrics  # not comparable in one hour
 
 
