@@ -145,10 +145,10 @@ def _publish(
             non_null = float(np.isfinite(x[:, j]).mean())
             metrics.append(cloudwatch.metric(f"feature_non_null_{name}", non_null, at, dims))
     hourly = report["hourly"]
-    rows = sum(h["records"] for h in hourly.values())
-    if rows:
+    decided = sum(h["decided"] for h in hourly.values())
+    if decided:
         for rate in ("decline_rate", "review_rate"):
-            value = sum(h[rate] * h["records"] for h in hourly.values()) / rows
+            value = sum(h.get(rate, 0.0) * h["decided"] for h in hourly.values()) / decided
             metrics.append(cloudwatch.metric(rate, value, at, dims))
         p99 = [h["score_p99"] for h in hourly.values() if "score_p99" in h]
         if p99:

@@ -35,18 +35,19 @@ SCORE_BINS = np.linspace(0.0, 1.0, 11)
 
 
 def hourly(window: Window) -> dict[str, dict[str, Any]]:
-    """Per hour (``yyyy-mm-ddThh``): records, decline/review rates, score quantiles."""
+    """Per hour (``yyyy-mm-ddThh``): rows, decline/review rates among the rows whose
+    decision was captured (a CSV response or an input-only capture has none), scores."""
     hours, scores, decisions = window.hours, window.scores, window.decisions
     out: dict[str, dict[str, Any]] = {}
     for hour in sorted(set(hours.tolist())):
         rows = hours == hour
         s = scores[rows][np.isfinite(scores[rows])]
         d = decisions[rows]
-        entry: dict[str, Any] = {
-            "records": int(rows.sum()),
-            "decline_rate": float(np.mean(d == "decline")),
-            "review_rate": float(np.mean(d == "review")),
-        }
+        d = d[d != ""]
+        entry: dict[str, Any] = {"rows": int(rows.sum()), "decided": len(d)}
+        if len(d):
+            entry["decline_rate"] = float(np.mean(d == "decline"))
+            entry["review_rate"] = float(np.mean(d == "review"))
         if len(s):
             entry["score_mean"] = float(s.mean())
             for q in SCORE_QUANTILES:

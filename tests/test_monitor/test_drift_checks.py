@@ -108,6 +108,9 @@ def test_short_and_long_rows_are_column_violations(package: Path, tmp_path: Path
     assert ("", "extra_column_check") in checks(violations)
     assert report["records"] == 4 and report["unreadable_records"] == 1
     assert report["first_unreadable"].startswith("record 4")
+    # CSV responses carry scores but no decision: no decision rates rather than zeros
+    hour = report["hourly"]["2024-05-01T13"]
+    assert hour["decided"] == 0 and "decline_rate" not in hour and hour["score_p50"] == 0.1
 
 
 def test_small_window_reports_insufficient_data_not_drift(package: Path, tmp_path: Path) -> None:

@@ -90,6 +90,6 @@ def test_decline_and_review_rates_per_hour(package: Path, tmp_path: Path) -> Non
     write_capture(tmp_path / "cap", x, hourly_times(T0, 400), "transaction", scores)
     report = run(MonitorSettings.from_env(monitor_env(package, tmp_path / "cap", tmp_path / "o")))
     hour = report["hourly"]["2024-05-01T13"]
-    assert hour["records"] == 400
+    assert hour["rows"] == 400 and hour["decided"] == 400
     assert hour["decline_rate"] == 0.25 and hour["review_rate"] == 0.25
     assert hour["score_p50"] == 0.35 and sum(hour["score_histogram"]) == 400
