@@ -21,10 +21,11 @@ from monitor import baseline as baseline_files
 from monitor import cloudwatch, drift, plot, quality
 from monitor.records import Window
 from monitor.settings import MonitorSettings
-from monitor.sources import capture_files
+from monitor.sources import capture_files, recent_reports
 
 REPORTS = ("statistics.json", "constraint_violations.json", "monitoring_report.json")
 PLOT = "monitor.png"
+HISTORY_RUNS = 168  # a week of hourly runs
 
 
 @dataclasses.dataclass
@@ -72,6 +73,7 @@ def run(settings: MonitorSettings, clients: Clients | None = None) -> dict[str, 
     per_hour = quality.hourly(window)
     drift_by_hour = _drift_by_hour(base, window, x, settings.drift_alpha)
 
+    past_drift, past_days, past_runs = _history(settings, clients)
     out = settings.output_path
     out.mkdir(parents=True, exist_ok=True)
     elapsed_s = time.perf_counter() - started
@@ -94,6 +96,7 @@ def run(settings: MonitorSettings, clients: Clients | None = None) -> dict[str, 
         "drift_by_hour": drift_by_hour,
         "quality_by_day": days,
         "validation": validation,
+        "history_runs": past_runs,
         "seconds": {"read": round(read_s, 3), "total": round(elapsed_s, 3)},
         "records_per_s": round(window.records / read_s) if read_s > 0 else None,
         "rows_per_s": round(len(x) / read_s) if read_s > 0 else None,
@@ -101,9 +104,36 @@ def run(settings: MonitorSettings, clients: Clients | None = None) -> dict[str, 
     _write(out / REPORTS[0], drift.statistics(base, window, x))
     _write(out / REPORTS[1], {"violations": violations})
     _write(out / REPORTS[2], report)
-    plot.write(out / PLOT, drift_by_hour, base.comparison_threshold, days, validation)
+    plot.write(
+        out / PLOT,
+        past_drift | drift_by_hour,
+        base.comparison_threshold,
+        past_days | days,
+        validation,
+    )
     _publish(settings, base.emit_metrics, report, x, base.names, clients)
     return report
+
+
+def _history(
+    settings: MonitorSettings, clients: Clients
+) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, float]], int]:
+    """Drift per hour and quality per day from earlier runs' reports (for the plot), and
+    how many reports were read."""
+    drift_by_hour: dict[str, dict[str, float]] = {}
+    days: dict[str, dict[str, float]] = {}
+    runs = 0
+    if settings.report_history is None:
+        return drift_by_hour, days, runs
+    for content in recent_reports(settings.report_history, REPORTS[2], HISTORY_RUNS, clients.s3):
+        try:
+            earlier = json.loads(content)
+            drift_by_hour |= earlier["drift_by_hour"]
+            days |= earlier["quality_by_day"]
+        except (ValueError, KeyError, TypeError):
+            continue  # a report of another version or a partial upload: not worth a failure
+        runs += 1
+    return drift_by_hour, days, runs
 
 
 def _drift_by_hour(

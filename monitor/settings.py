@@ -15,6 +15,8 @@ them): ``dataset_format``, ``dataset_source``, ``start_time``, ``end_time``, ``o
     validation_metrics   manifest.json of the serving package (its validation figures)
     quality_margin       a day's metric below validation - margin is a violation (0.1)
     drift_alpha          false-alarm budget of one window's drift checks (0.05)
+    report_history       where earlier runs' reports are (dir or s3:// prefix): the plot
+                         shows their drift and quality beside this run's (last 168 runs)
     metrics_namespace    CloudWatch namespace (/aws/sagemaker/Endpoints/data-metrics)
     metrics_dir          metric files (/opt/ml/output/metrics/cloudwatch)
 
@@ -54,6 +56,7 @@ class MonitorSettings:
     validation_metrics: str | None = None
     quality_margin: float = 0.1
     drift_alpha: float = 0.05
+    report_history: str | None = None
     metrics_namespace: str = DEFAULT_NAMESPACE
     metrics_dir: Path = Path(DEFAULT_METRICS_DIR)
 
@@ -108,6 +111,7 @@ class MonitorSettings:
                 _number("quality_margin", env.get("quality_margin", "0.1"), float, minimum=0)
             ),
             drift_alpha=_alpha(env.get("drift_alpha", "0.05")),
+            report_history=optional("report_history"),
             metrics_namespace=env.get("metrics_namespace", DEFAULT_NAMESPACE),
             metrics_dir=Path(env.get("metrics_dir", DEFAULT_METRICS_DIR)),
         )

@@ -64,6 +64,27 @@ def read_object(uri: str, s3: Any = None) -> bytes:
         raise SourceError(f"cannot read {uri}: {exc}") from exc
 
 
+def recent_reports(uri: str, name: str, limit: int, s3: Any = None) -> list[bytes]:
+    """The ``limit`` newest files called ``name`` under a directory or ``s3://`` prefix
+    (earlier runs' reports), oldest first."""
+    if not uri.startswith("s3://"):
+        paths = sorted(Path(uri).rglob(name), key=lambda p: p.stat().st_mtime)[-limit:]
+        return [p.read_bytes() for p in paths]
+    client = _client(s3)
+    bucket, prefix = _split(uri)
+    try:
+        pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        found = [o for page in pages for o in page.get("Contents", [])]
+        found = [o for o in found if o["Key"].rsplit("/", 1)[-1] == name]
+        found.sort(key=lambda o: o["LastModified"])
+        return [
+            bytes(client.get_object(Bucket=bucket, Key=o["Key"])["Body"].read())
+            for o in found[-limit:]
+        ]
+    except Exception as exc:  # botocore's errors: one boundary
+        raise SourceError(f"cannot list or read earlier reports under {uri}: {exc}") from exc
+
+
 def _s3_capture(
     source: str, endpoint: str | None, hours: list[str], s3: Any
 ) -> Iterator[tuple[str, bytes]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 from typing import Any
@@ -127,3 +128,16 @@ def test_records_outside_the_window_are_skipped(package: Path, tmp_path: Path) -
     write_capture(tmp_path / "cap", x, hourly_times(T0, len(x), hours=2))
     report, _ = run_window(package, tmp_path)
     assert report["rows"] == 200 and report["files"] == 1
+
+
+def test_earlier_reports_join_the_plot_history(package: Path, tmp_path: Path) -> None:
+    x = synthetic_features(800, np.random.default_rng(7))
+    write_capture(tmp_path / "cap", x, hourly_times(T0, len(x), hours=2))
+    first, _ = run_window(package, tmp_path)
+    assert first["history_runs"] == 0
+    later = (T0 + dt.timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    env = monitor_env(package, tmp_path / "cap", tmp_path / "second", end_time=later,
+                      start_time="", report_history=str(tmp_path / "out"))  # fmt: skip
+    second = run(MonitorSettings.from_env(env))
+    assert second["history_runs"] == 1
+    assert (tmp_path / "second" / "monitor.png").stat().st_size > 0
