@@ -23,10 +23,12 @@ def write(
     features = sorted({f for h in hours for f in drift_by_hour[h]})
     for feature in features:
         series = [drift_by_hour[h].get(feature, float("nan")) for h in hours]
-        top.plot(range(len(hours)), series, label=feature, linewidth=1)
+        # markers: an hourly run without history has one point per feature
+        top.plot(range(len(hours)), series, label=feature, linewidth=1, marker=".")
     top.axhline(threshold, color="red", linestyle="--", label=f"threshold {threshold:g}")
-    top.set_title("Baseline drift (L-inf CDF distance) per feature and hour")
-    top.set_xlabel("hour of the window" + (f" (from {hours[0]})" if hours else ""))
+    top.set_title("Baseline drift (L-inf CDF distance) per feature and hour (UTC)")
+    ticks = list(range(0, len(hours), max(1, len(hours) // 8)))
+    top.set_xticks(ticks, [hours[i] for i in ticks], fontsize=7)
     if features:
         top.legend(fontsize=6, ncol=3)
     _quality(bottom, days, validation)
