@@ -1,5 +1,6 @@
-# Set-up is idempotent: `make install` builds .venv from requirements.lock once and again
-# only when the lock or pyproject.toml changes. `make serve` and `make test` call it.
+# Set-up is idempotent: `make install` builds .venv from requirements/dev.lock (everything:
+# runtime, build and dev tools) once and again only when the lock or pyproject.toml changes.
+# `make serve` and `make test` call it. The CPU image installs requirements/runtime.lock only.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -9,7 +10,7 @@ ARTIFACTS ?= artifacts
 FRAUD := $(VENV)/bin/fraud --artifacts $(ARTIFACTS)
 
 .PHONY: install test lint lint-cfn typecheck tools pytest serve demo-model data train evaluate \
-	bench bench-backends bench-http bench-gate loadtest lock clean \
+	bench bench-backends bench-http bench-gate loadtest lock lock-dev lock-build lock-runtime clean \
 	monitor-demo bench-monitor
 
 install: $(STAMP) $(KERNEL)
@@ -19,10 +20,10 @@ $(KERNEL): optimize/kernel/fused_row.c
 	rm -f $@  # a failed build must not leave an older library (and struct layout) behind
 	$(CC) -O3 -fPIC -shared -o $@ $< -lm || echo "no C compiler: the c-cpu backend stays off"
 
-$(STAMP): requirements.lock pyproject.toml
+$(STAMP): requirements/dev.lock pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.lock
+	$(PY) -m pip install --quiet -r requirements/dev.lock
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
@@ -119,16 +120,30 @@ monitor-demo: demo-model
 bench-monitor: install
 	$(PY) -m benchmarks.monitor_throughput
 
-# rebuild requirements.lock from pyproject.toml in a scratch venv
-lock:
+# The three locks, each a pip freeze of a scratch venv built from pyproject.toml: dev (every
+# extra; resolved freely), then build and runtime resolved under dev's pins, so a package has
+# one version in all three. `make lock` writes all three; each target writes one.
+define freeze_lock
 	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
 	.venv-lock/bin/pip install --quiet --upgrade pip setuptools
-	.venv-lock/bin/pip install --quiet -e '.[dev]'
-	{ echo '# exact versions installed by make install, CI and the container images; regenerate with'; \
-	  echo '# make lock (pip freeze of a venv built from pyproject.toml)'; \
+	.venv-lock/bin/pip install --quiet $(2) -e '.$(3)'
+	{ echo '# exact versions for $(1); regenerate with make lock-$(1) (pip freeze of a venv'; \
+	  echo '# built from pyproject.toml$(if $(2), under requirements/dev.lock))'; \
 	  .venv-lock/bin/pip freeze --all --exclude-editable | grep -v -E '^(pip|-e )' \
-	  | sed 's/^torch==\(.*\)+cpu/torch==\1/' | sort -f; } > requirements.lock
+	  | sed 's/^torch==\(.*\)+cpu/torch==\1/' | sort -f; } > requirements/$(1).lock
 	rm -rf .venv-lock
+endef
+
+lock: lock-dev lock-build lock-runtime
+
+lock-dev:
+	$(call freeze_lock,dev,,[build,dev])
+
+lock-build:
+	$(call freeze_lock,build,-c requirements/dev.lock,[build])
+
+lock-runtime:
+	$(call freeze_lock,runtime,-c requirements/dev.lock,)
 
 clean:
 	rm -rf $(ARTIFACTS) $(KERNEL)

@@ -19,7 +19,7 @@ from benchmarks.report import machine, save
 from core.cpus import cpu_count
 from core.feature_names import N_FEATURES
 from optimize.backends import candidates
-from optimize.package import verify
+from optimize.package_files import verify
 from optimize.selection import BATCH_SIZES, time_backend
 
 REFERENCE = f"torch-cpu/fp32/t{cpu_count()}"
@@ -28,7 +28,7 @@ REFERENCE = f"torch-cpu/fp32/t{cpu_count()}"
 def run(package_dir: Path, budget_s: float) -> dict[str, object]:
     manifest = verify(package_dir)
     table: dict[str, dict[int, dict[str, float]]] = {}
-    for backend in candidates(package_dir, list(manifest["variants"])):
+    for backend in candidates(package_dir, list(manifest["variants"]), include_torch_cpu=True):
         backend.load()
         table[backend.name] = time_backend(backend, N_FEATURES, BATCH_SIZES, budget_s)
     return {

@@ -130,13 +130,13 @@ def measure_backends(package: Path, budget_s: float = 0.3) -> dict[str, float]:
     multi-threaded reference swings wildly when anything else shares the 2 cores)."""
     from core.feature_names import N_FEATURES
     from optimize.backends import candidates
-    from optimize.package import verify
+    from optimize.package_files import verify
     from optimize.selection import time_backend
 
     manifest = verify(package)
     batches = (1, 512)
     p50: dict[str, dict[int, float]] = {}
-    for backend in candidates(package, list(manifest["variants"]), [1]):
+    for backend in candidates(package, list(manifest["variants"]), [1], include_torch_cpu=True):
         if not (backend.name.startswith(("ort-cpu/", "c-cpu/")) or backend.name == REFERENCE):
             continue
         backend.load()

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 7's GPU check, in one call on a CUDA machine, under 4 minutes; every result is a file
+# The GPU check, in one call on a CUDA machine, under 4 minutes; every result is a file
 # under $OUT (default benchmarks/results/gpu-check): gpu-check.log (all output, the targets
 # at the end), gpu-table-<stamp>.json, gpu-http-<stamp>.json, server-{gpu,cpu}.log.
 #
@@ -24,7 +24,7 @@ COMPILE=${GPU_CHECK_COMPILE:-0}
 
 if [ "${1:-}" = fetch-wheels ]; then
     # what the server imports beyond the device's torch, numpy, onnx and onnxruntime
-    pins=$(grep -E '^(uvicorn|httptools|uvloop|prometheus_client|click|h11)==' requirements.lock \
+    pins=$(grep -E '^(uvicorn|httptools|uvloop|prometheus_client|click|h11)==' requirements/dev.lock \
         | tr '\n' ' ')
     mkdir -p "$WHEELS"
     grep -qxF "/$WHEELS/" .git/info/exclude 2>/dev/null || echo "/$WHEELS/" >>.git/info/exclude

@@ -24,7 +24,7 @@ from benchmarks.report import machine, save
 from core.cpus import cpu_count
 from core.feature_names import N_FEATURES
 from optimize.backends import Backend, OrtBackend, TorchBackend, candidates, discover
-from optimize.package import verify
+from optimize.package_files import variant_file, verify
 from optimize.selection import time_backend
 from optimize.torch_cuda import (
     NO_CUDA_REASON,
@@ -82,15 +82,19 @@ def backends(package: Path, manifest: dict[str, Any], compile: bool) -> list[Bac
             TorchCudaBackend(weights, network, d, COMPILED_BUCKETS, compile=True, guard=guard)
             for d in ("fp32", "fp16")
         ]
-    # GPU ONNX Runtime providers and TensorRT where installed; discover() says why not
+    # GPU ONNX Runtime providers and TensorRT (fp16) where installed; discover() says why
+    # not. Report only: a package serves one precision, whatever this table shows.
     gpu_runtimes = {"ort-cuda", "ort-tensorrt", "tensorrt"}
+    present = [v for v in ("fp32", "fp16") if (package / variant_file(v)).exists()]
     return out + [
-        b for b in candidates(package, ["fp32"], [1]) if b.name.split("/")[0] in gpu_runtimes
+        b
+        for b in candidates(package, present or ["fp32"], [1])
+        if b.name.split("/")[0] in gpu_runtimes
     ]
 
 
 def targets(table: dict[str, dict[int, dict[str, float]]]) -> dict[str, object]:
-    """Issue 7's targets from one run: the best torch-cuda row against the floor and ORT CPU."""
+    """The GPU targets from one run: the best torch-cuda row against the floor and ORT CPU."""
     graphs = {n: t for n, t in table.items() if n.startswith("torch-cuda/")}
     if not graphs or COPY_PINNED not in table or ORT_CPU not in table:
         return {"note": "a row the targets need did not run", "rows": sorted(table)}

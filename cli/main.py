@@ -22,8 +22,8 @@ from core.errors import FraudError
 from deploy.cli import add_deploy_parser
 from model.drift_scenarios import add_arguments as add_drift_arguments
 from monitor.main import add_parser as add_monitor_parser
+from optimize.precision import PRECISIONS
 
-NOT_BUILT = ("bench", "loadtest")
 # a Processing job's hosts: --shard auto takes this host's place among them
 RESOURCE_CONFIG = Path("/opt/ml/config/resourceconfig.json")
 
@@ -203,13 +203,14 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_optimize(args: argparse.Namespace) -> int:
-    from optimize.package import archive, build_package, verify
+    from optimize.package import build_package
+    from optimize.package_files import archive, verify
 
     paths = _paths(args.artifacts)
     onnx_path = args.onnx or (paths["onnx"] if paths["onnx"].exists() else None)
     out = args.out or paths["package"]
     started = time.perf_counter()
-    manifest = build_package(args.model or paths["model"], out, onnx_path)
+    manifest = build_package(args.model or paths["model"], out, onnx_path, precision=args.precision)
     verify(out)
     archive(out, args.tarball or paths["tarball"])
     guard = manifest["guard"]["variants"]
@@ -217,6 +218,7 @@ def cmd_optimize(args: argparse.Namespace) -> int:
         json.dumps(
             {
                 "model_version": manifest["model_version"],
+                "precision": manifest["precision"],
                 "variants": list(manifest["variants"]),
                 "rejected": {n: g["reason"] for n, g in guard.items() if not g["accepted"]},
                 "seconds": round(time.perf_counter() - started, 1),
@@ -229,7 +231,7 @@ def cmd_optimize(args: argparse.Namespace) -> int:
 
 
 def cmd_package_verify(args: argparse.Namespace) -> int:
-    from optimize.package import verify
+    from optimize.package_files import verify
 
     manifest = verify(args.dir)
     print(
@@ -253,9 +255,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return run(os.environ, model_dir=model_dir, port=args.port, workers=args.workers)
 
 
-def cmd_not_built(args: argparse.Namespace) -> int:
-    print(f"fraud {args.command}: not built yet (see the open issues)", file=sys.stderr)
-    return 2
+def cmd_benchmark(args: argparse.Namespace) -> int:
+    """``fraud bench`` and ``fraud loadtest``: the benchmark suite or the Locust load test
+    (``make bench`` / ``make loadtest``) on the artifacts' package; other flags pass through."""
+    import importlib
+
+    module = importlib.import_module(
+        "benchmarks.suite" if args.command == "bench" else "benchmarks.loadtest"
+    )
+    rest = list(args.rest)
+    if "--package" not in rest:
+        rest = ["--package", str(_paths(args.artifacts)["package"]), *rest]
+    return int(module.main(rest))
 
 
 def build_parser(artifacts: Path) -> argparse.ArgumentParser:
@@ -346,6 +357,13 @@ def build_parser(artifacts: Path) -> argparse.ArgumentParser:
     p.add_argument("--onnx", type=Path, help="exported ONNX (default: the export step's)")
     p.add_argument("--out", type=Path, help="package directory to write")
     p.add_argument("--tarball", type=Path, help="model.tar.gz to write")
+    p.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="fp32",
+        help="the package's one precision for every batch size (a reduced one must pass the "
+        "accuracy guard; int8_dynamic never serves: its scores depend on the batch)",
+    )
     p.set_defaults(func=cmd_optimize)
 
     p = sub.add_parser("package", help="model package tools")
@@ -367,9 +385,10 @@ def build_parser(artifacts: Path) -> argparse.ArgumentParser:
     add_deploy_parser(sub)
     add_monitor_parser(sub)
 
-    for name in NOT_BUILT:
-        p = sub.add_parser(name, help="not built yet")
-        p.set_defaults(func=cmd_not_built)
+    for name, what in (("bench", "make bench"), ("loadtest", "make loadtest")):
+        p = sub.add_parser(name, help=f"{what}: flags after it pass through (--help for them)")
+        p.add_argument("rest", nargs=argparse.REMAINDER)
+        p.set_defaults(func=cmd_benchmark)
     return parser
 
 

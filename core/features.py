@@ -1,4 +1,4 @@
-"""The 15 model features (DESIGN 2.2), defined once, computed offline and incrementally.
+"""The 15 model features, defined once, computed offline and incrementally.
 
 Definitions (``t`` is the transaction's event time in whole seconds, ``day`` = 86,400 s):
 

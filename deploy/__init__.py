@@ -1,1 +1,1 @@
-"""CloudFormation and boto3 deployment (its own issue)."""
+"""CloudFormation and boto3 deployment (deploy/README.md)."""

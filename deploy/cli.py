@@ -1,5 +1,5 @@
 """``fraud deploy`` subcommands: package, plan, apply, status, rollback, promote, neo, train,
-failover.
+failover, render, drill.
 
 Each handler builds and validates every setting first (region, credentials, instance type,
 canary size, package checksum), then connects: bad input is refused before any AWS call.
@@ -28,6 +28,8 @@ SUBCOMMANDS = (
     "neo",
     "train",
     "failover",
+    "render",
+    "drill",
 )
 
 
@@ -106,7 +108,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 def cmd_apply(args: argparse.Namespace) -> int:
     from deploy.aws import Clients
-    from deploy.endpoint import apply
+    from deploy.endpoint import apply, ensure_scaling
     from deploy.rollout import wait
 
     aws, spec, platform = _aws(args), _spec(args), _platform(args)
@@ -115,6 +117,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
     result = apply(clients, spec, platform, record, shadow)
     if args.wait:
         result["state"] = wait(clients, spec.name, args.timeout_s)
+        result["scaling"] = ensure_scaling(clients, spec)
     return _print(result)
 
 
@@ -193,9 +196,36 @@ def cmd_failover(args: argparse.Namespace) -> int:
         host, _, zone = rest.partition("@")
         if not (region and host and zone):
             raise SettingsError(f"--target expects REGION=HOST@ZONE_ID, got {pair!r}")
-        targets[region] = RegionalTarget(host, zone)
+        targets[region] = RegionalTarget(host, zone, args.endpoint)
     aws = _aws(args)
     return _print(ensure_failover(client(aws, "route53"), args.zone_id, args.domain, targets))
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    from deploy.stack import render_global
+
+    args.out.write_text(render_global())
+    print(args.out)
+    return 0
+
+
+def cmd_drill(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from deploy.aws import client
+    from deploy.drill import HEALTH_METRICS_REGION, DrillTarget, drill
+
+    aws = _aws(args)
+    target = DrillTarget(**{f.name: getattr(args, f.name) for f in dataclasses.fields(DrillTarget)})
+    metrics = dataclasses.replace(aws, region=HEALTH_METRICS_REGION)
+    report = drill(
+        client(aws, "lambda"),
+        client(metrics, "cloudwatch"),
+        client(aws, "route53"),
+        target,
+        interval_s=args.interval_s,
+    )
+    return _print(report)
 
 
 def _endpoint_args(p: argparse.ArgumentParser) -> None:
@@ -292,6 +322,7 @@ def add_deploy_parser(sub: Any) -> None:
     p = cmds.add_parser("failover", help="Route 53 latency records + health checks, 2 regions")
     p.add_argument("--zone-id", required=True)
     p.add_argument("--domain", required=True)
+    p.add_argument("--endpoint", default="fraud-score", help="EndpointName in both regions")
     p.add_argument(
         "--target",
         action="append",
@@ -300,3 +331,18 @@ def add_deploy_parser(sub: Any) -> None:
         help="the global stack outputs RegionalDomainName and RegionalHostedZoneId",
     )
     p.set_defaults(func=cmd_failover)
+
+    p = cmds.add_parser("render", help="the global template as deployed (API deployment named)")
+    p.add_argument("--out", type=Path, required=True)
+    p.set_defaults(func=cmd_render)
+
+    p = cmds.add_parser(
+        "drill", help="fail region A's probe, watch DNS leave it, restore (real account)"
+    )
+    p.add_argument("--probe-function", required=True, help="regional ProbeFunctionName")
+    p.add_argument("--health-check-id", required=True, help="global stack's HealthCheckId")
+    p.add_argument("--zone-id", required=True)
+    p.add_argument("--domain", required=True)
+    p.add_argument("--client-ip", help="a client subnet near region A (TestDNSAnswer)")
+    p.add_argument("--interval-s", type=float, default=20.0)
+    p.set_defaults(func=cmd_drill)

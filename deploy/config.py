@@ -18,12 +18,23 @@ import botocore.session
 
 from deploy.errors import CredentialsMissing, SettingsError
 
-# T4 and V100 GPUs, and the CPU families for cost-sensitive variants (DESIGN 4)
+# T4 and V100 GPUs, and the CPU families for cost-sensitive variants
 INSTANCE_TYPE = re.compile(r"^ml\.(g4dn|p3|c5|c6i)\.(\d*x?large|metal)$")
 MAX_CANARY_PERCENT = 50
 MAX_WAIT_S = 3600  # WaitIntervalInSeconds and TerminationWaitInSeconds
 TRAFFIC = ("CANARY", "LINEAR", "ALL_AT_ONCE")
 MIN_INSTANCES = 2  # SageMaker spreads >= 2 instances over AZs; the SLA needs them
+TERMINATION_WAIT_S = 300  # the old fleet stays this long after the last shift
+PROVISIONING_S = 1_800  # allowance for the new fleet to start and pass its pings
+MARGIN_S = 300
+MAX_EXECUTION_S = 28_800  # MaximumExecutionTimeoutInSeconds range 600-28,800
+
+
+def deployment_timeout_s(traffic: str, step_percent: int, baking_s: int) -> int:
+    """MaximumExecutionTimeoutInSeconds for a blue/green update: provisioning, one wait per
+    traffic step plus the final baking, the termination wait and a margin."""
+    shifts = {"ALL_AT_ONCE": 1, "CANARY": 2}.get(traffic, -(-100 // max(step_percent, 1)))
+    return max(600, PROVISIONING_S + shifts * baking_s + TERMINATION_WAIT_S + MARGIN_S)
 
 
 def known_regions() -> list[str]:
@@ -90,8 +101,6 @@ class EndpointSpec:
     canary_percent: int = 10
     baking_s: int = 600
     capture_percent: int = 100
-    latency_p99_us: int = 50_000  # ModelLatency is in microseconds
-    min_invocations_per_5min: int = 1
     traffic: str = "CANARY"  # blue/green traffic shifting: CANARY, LINEAR or ALL_AT_ONCE
 
     def __post_init__(self) -> None:
@@ -125,6 +134,13 @@ class EndpointSpec:
             raise SettingsError(f"linear step {self.canary_percent} % is below 10 %")
         if not 0 <= self.baking_s <= MAX_WAIT_S:
             raise SettingsError(f"baking time {self.baking_s} s is outside 0-{MAX_WAIT_S} s")
+        timeout_s = deployment_timeout_s(self.traffic, self.canary_percent, self.baking_s)
+        if timeout_s > MAX_EXECUTION_S:
+            raise SettingsError(
+                f"{self.traffic} in {self.canary_percent} % steps with {self.baking_s} s of "
+                f"baking needs {timeout_s} s, above SageMaker's {MAX_EXECUTION_S} s limit: "
+                "shorten the baking or use larger steps"
+            )
         if not 0 <= self.capture_percent <= 100:
             raise SettingsError(f"capture percentage {self.capture_percent} is outside 0-100")
         if self.target_invocations_per_instance <= 0:

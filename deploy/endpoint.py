@@ -1,8 +1,14 @@
-"""``fraud deploy apply`` and ``plan``: the regional endpoint and everything that watches it.
+"""``fraud deploy apply`` and ``plan``: the regional endpoint's models, configs, endpoint and
+scaling.
+
+One owner per resource: the regional stack owns the key, bucket, roles, topic, alarms and
+probe, and ``apply`` only reads them (it refuses to run before the stack's rollback alarms
+exist); ``apply`` owns what it creates (models, configs, the endpoint, its scalable target)
+and refuses an endpoint the stack created (change that one through the stack).
 
 ``apply`` is idempotent: models are named by model version, endpoint configs by a digest of
-their content, the SNS topic and alarms are upserts, the scalable target is re-registered
-with the same bounds. ``plan`` makes read-only calls and lists what ``apply`` would change.
+their content, the scalable target is re-registered with the same bounds once the endpoint
+is in service. ``plan`` makes read-only calls and lists what ``apply`` would change.
 """
 
 from __future__ import annotations
@@ -11,38 +17,32 @@ from typing import Any
 
 from deploy.aws import Clients, call, find
 from deploy.config import EndpointSpec
-from deploy.errors import SettingsError
+from deploy.errors import NotFound, SettingsError
 from deploy.package import PackageRecord, check_uploaded
 from deploy.requests import (
     Platform,
-    alarm_names,
-    alarm_requests,
     deployment_config,
     endpoint_config_request,
     model_name,
     model_request,
+    rollback_alarm_names,
     scalable_target_request,
     scaling_policy_request,
-    topic_name,
 )
 from deploy.rollout import roll_out
 
 
-def ensure_topic(clients: Clients, spec: EndpointSpec, platform: Platform) -> str:
-    # CreateTopic returns the existing topic's ARN when the name and attributes match
-    response = call(
-        f"create SNS topic {topic_name(spec.name)}",
-        clients.sns.create_topic,
-        Name=topic_name(spec.name),
-        Attributes={"KmsMasterKeyId": platform.kms_key_arn},
-    )
-    return str(response["TopicArn"])
-
-
-def ensure_alarms(clients: Clients, spec: EndpointSpec, topic_arn: str) -> list[str]:
-    for request in alarm_requests(spec, topic_arn):
-        call(f"put alarm {request['AlarmName']}", clients.cloudwatch.put_metric_alarm, **request)
-    return alarm_names(spec.name)
+def check_alarms(clients: Clients, spec: EndpointSpec) -> list[str]:
+    """The rollback alarms the regional stack owns; an update without them has no guardrail."""
+    names = rollback_alarm_names(spec.name)
+    found = call("describe alarms", clients.cloudwatch.describe_alarms, AlarmNames=names)
+    missing = sorted(set(names) - {a["AlarmName"] for a in found.get("MetricAlarms", [])})
+    if missing:
+        raise NotFound(
+            f"rollback alarm(s) {', '.join(missing)} do not exist: the regional stack owns "
+            f"them; deploy it with EndpointName={spec.name} first (deploy/README.md)"
+        )
+    return names
 
 
 def ensure_model(clients: Clients, endpoint: str, record: PackageRecord, platform: Platform) -> str:
@@ -67,12 +67,23 @@ def check_subnets(ec2: Any, platform: Platform) -> None:
         )
 
 
-def ensure_scaling(clients: Clients, spec: EndpointSpec) -> None:
+def ensure_scaling(clients: Clients, spec: EndpointSpec) -> str:
+    """Register the scalable target and its policy once the endpoint is in service (an
+    endpoint being created or updated refuses them); otherwise say when it will happen."""
+    found = call(
+        f"describe endpoint {spec.name}",
+        clients.sagemaker.describe_endpoint,
+        EndpointName=spec.name,
+    )
+    state = found["EndpointStatus"]
+    if state != "InService":
+        return f"pending: {spec.name} is {state}; `apply --wait` or a later apply registers it"
     aas = clients.autoscaling
     target = scalable_target_request(spec)
     call(f"register scalable target {target['ResourceId']}", aas.register_scalable_target, **target)
     policy = scaling_policy_request(spec)
     call(f"put scaling policy {policy['PolicyName']}", aas.put_scaling_policy, **policy)
+    return "registered"
 
 
 def apply(
@@ -82,23 +93,22 @@ def apply(
     record: PackageRecord,
     shadow: PackageRecord | None = None,
 ) -> dict[str, Any]:
-    """Alarms first (the update's rollback needs them), then models, endpoint, scaling."""
+    """The stack's alarms checked first (the update's rollback needs them), then models,
+    endpoint, scaling."""
     for rec in (record, shadow):
         if rec is not None:
             check_uploaded(clients.s3, rec)
     check_subnets(clients.ec2, platform)
-    topic_arn = ensure_topic(clients, spec, platform)
-    alarms = ensure_alarms(clients, spec, topic_arn)
+    alarms = check_alarms(clients, spec)
     production = ensure_model(clients, spec.name, record, platform)
     challenger = ensure_model(clients, spec.name, shadow, platform) if shadow else None
     result: dict[str, Any] = roll_out(clients, spec, platform, production, challenger)
-    ensure_scaling(clients, spec)
     return {
         **result,
         "model": production,
         "shadow": challenger,
         "alarms": alarms,
-        "topic": topic_arn,
+        "scaling": ensure_scaling(clients, spec),
     }
 
 
@@ -130,11 +140,7 @@ def plan(
         lines.append(
             f"update endpoint {spec.name}: {current['EndpointConfigName']} -> {config} "
             f"({routing['Type']} {spec.canary_percent} %, baking {spec.baking_s} s, "
-            f"rollback on {', '.join(alarm_names(spec.name))})"
+            f"rollback on {', '.join(rollback_alarm_names(spec.name))})"
         )
-    existing = call(
-        "describe alarms", clients.cloudwatch.describe_alarms, AlarmNames=alarm_names(spec.name)
-    )
-    have = {a["AlarmName"] for a in existing.get("MetricAlarms", [])}
-    lines += [f"create alarm {n}" for n in alarm_names(spec.name) if n not in have]
+    check_alarms(clients, spec)
     return lines or [f"{spec.name}: no change"]

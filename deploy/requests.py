@@ -12,10 +12,11 @@ import json
 from typing import Any
 
 from deploy.checks.endpoint_encryption import NVME_FAMILIES
-from deploy.config import EndpointSpec
+from deploy.config import TERMINATION_WAIT_S, EndpointSpec, deployment_timeout_s
 from deploy.errors import SettingsError
 
 PRODUCTION, SHADOW = "primary", "shadow"
+SCALABLE_DIMENSION = "sagemaker:variant:DesiredInstanceCount"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,67 +112,16 @@ def endpoint_config_request(
     }
 
 
-def topic_name(endpoint: str) -> str:
-    return f"{endpoint}-alarms"
-
-
-def alarm_names(endpoint: str) -> list[str]:
-    return [f"{endpoint}-5xx", f"{endpoint}-latency-p99", f"{endpoint}-invocations-drop"]
-
-
-def alarm_requests(spec: EndpointSpec, topic_arn: str) -> list[dict[str, Any]]:
-    dims = [
-        {"Name": "EndpointName", "Value": spec.name},
-        {"Name": "VariantName", "Value": PRODUCTION},
-    ]
-    common = {
-        "Namespace": "AWS/SageMaker",
-        "Dimensions": dims,
-        "Period": 60,
-        "AlarmActions": [topic_arn],
-        "OKActions": [topic_arn],
-    }
-    errors, latency, drop = alarm_names(spec.name)
-    return [
-        {
-            **common,
-            "AlarmName": errors,
-            "AlarmDescription": "model container answers 5XX",
-            "MetricName": "Invocation5XXErrors",
-            "Statistic": "Sum",
-            "Threshold": 5.0,
-            "ComparisonOperator": "GreaterThanThreshold",
-            "EvaluationPeriods": 2,
-            "TreatMissingData": "notBreaching",
-        },
-        {
-            **common,
-            "AlarmName": latency,
-            "AlarmDescription": "model latency p99 above the scoring budget (microseconds)",
-            "MetricName": "ModelLatency",
-            "ExtendedStatistic": "p99",
-            "Threshold": float(spec.latency_p99_us),
-            "ComparisonOperator": "GreaterThanThreshold",
-            "EvaluationPeriods": 3,
-            "TreatMissingData": "notBreaching",
-        },
-        {
-            **common,
-            "AlarmName": drop,
-            "AlarmDescription": "invocations dropped: callers cannot reach the endpoint",
-            "MetricName": "Invocations",
-            "Statistic": "Sum",
-            "Period": 300,
-            "Threshold": float(spec.min_invocations_per_5min),
-            "ComparisonOperator": "LessThanThreshold",
-            "EvaluationPeriods": 2,
-            "TreatMissingData": "breaching",
-        },
-    ]
+def rollback_alarm_names(endpoint: str) -> list[str]:
+    """The regional stack's alarms an update rolls back on. Both ignore missing data, so a
+    quiet or standby endpoint does not roll back; the probe's alarms (missing data is a
+    failure there) feed the Route 53 health check instead."""
+    return [f"{endpoint}-5xx", f"{endpoint}-latency-p99"]
 
 
 def deployment_config(spec: EndpointSpec, traffic: str | None = None) -> dict[str, Any]:
-    """Blue/green with canary (or linear) shifting, baking, and rollback on our alarms."""
+    """Blue/green with canary (or linear) shifting, baking, and rollback on our alarms; the
+    execution timeout covers provisioning, every wait and the termination wait."""
     traffic = traffic or spec.traffic
     routing: dict[str, Any] = {"Type": traffic, "WaitIntervalInSeconds": spec.baking_s}
     step = {"Type": "CAPACITY_PERCENT", "Value": spec.canary_percent}
@@ -179,18 +129,36 @@ def deployment_config(spec: EndpointSpec, traffic: str | None = None) -> dict[st
         routing["CanarySize"] = step
     elif traffic == "LINEAR":
         routing["LinearStepSize"] = step
-    steps = 2 if traffic != "LINEAR" else -(-100 // spec.canary_percent)
-    max_s = min(28_800, max(1_800, steps * spec.baking_s + 1_200))
     return {
         "BlueGreenUpdatePolicy": {
             "TrafficRoutingConfiguration": routing,
-            "TerminationWaitInSeconds": 300,
-            "MaximumExecutionTimeoutInSeconds": max_s,
+            "TerminationWaitInSeconds": TERMINATION_WAIT_S,
+            "MaximumExecutionTimeoutInSeconds": deployment_timeout_s(
+                traffic, spec.canary_percent, spec.baking_s
+            ),
         },
         "AutoRollbackConfiguration": {
-            "Alarms": [{"AlarmName": name} for name in alarm_names(spec.name)]
+            "Alarms": [{"AlarmName": name} for name in rollback_alarm_names(spec.name)]
         },
     }
+
+
+def update_request(
+    spec: EndpointSpec, config: str, deployment: dict[str, Any], instance_type_changes: bool
+) -> dict[str, Any]:
+    """UpdateEndpoint: keeps the autoscaled instance count and weights (an update would
+    otherwise drop a scaled-out endpoint to the config's initial count), except across an
+    instance-type change, where the old type's count means nothing for the new one."""
+    request: dict[str, Any] = {
+        "EndpointName": spec.name,
+        "EndpointConfigName": config,
+        "DeploymentConfig": deployment,
+        "RetainAllVariantProperties": not instance_type_changes,
+    }
+    if not instance_type_changes:
+        # the new config's capture settings apply; count and weight are kept
+        request["ExcludeRetainedVariantProperties"] = [{"VariantPropertyType": "DataCaptureConfig"}]
+    return request
 
 
 def scaling_resource_id(endpoint: str, variant: str = PRODUCTION) -> str:
@@ -201,7 +169,7 @@ def scalable_target_request(spec: EndpointSpec) -> dict[str, Any]:
     return {
         "ServiceNamespace": "sagemaker",
         "ResourceId": scaling_resource_id(spec.name),
-        "ScalableDimension": "sagemaker:variant:DesiredInstanceCount",
+        "ScalableDimension": SCALABLE_DIMENSION,
         "MinCapacity": spec.instance_count,
         "MaxCapacity": spec.max_instances,
     }
@@ -212,7 +180,7 @@ def scaling_policy_request(spec: EndpointSpec) -> dict[str, Any]:
         "PolicyName": f"{spec.name}-invocations-per-instance",
         "ServiceNamespace": "sagemaker",
         "ResourceId": scaling_resource_id(spec.name),
-        "ScalableDimension": "sagemaker:variant:DesiredInstanceCount",
+        "ScalableDimension": SCALABLE_DIMENSION,
         "PolicyType": "TargetTrackingScaling",
         "TargetTrackingScalingPolicyConfiguration": {
             "TargetValue": spec.target_invocations_per_instance,

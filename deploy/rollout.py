@@ -1,7 +1,11 @@
 """Endpoint rollouts: create or update with guardrails, read the state, roll back, promote.
 
 Invariants:
-- an update always carries the blue/green deployment config with the rollback alarms;
+- an update always carries the blue/green deployment config with the rollback alarms, keeps
+  the autoscaled instance count (RetainAllVariantProperties) unless the instance type
+  changes, and an instance-type change deregisters the scalable target first (Application
+  Auto Scaling would otherwise keep scaling the old fleet's variant during the update);
+- an endpoint the regional stack created is changed through the stack, never here;
 - the endpoint's tags record the config we asked for and the one it replaced, so ``status``
   can tell a rollback SageMaker performed itself (endpoint back on the previous config) from
   a finished deployment, and ``rollback`` never rolls back a second time.
@@ -15,9 +19,19 @@ from typing import Any
 from deploy.aws import Clients, call, find, wait_until
 from deploy.config import EndpointSpec
 from deploy.errors import AlarmTripped, Conflict, DeployError, NotFound
-from deploy.requests import SHADOW, Platform, deployment_config, endpoint_config_request
+from deploy.requests import (
+    PRODUCTION,
+    SCALABLE_DIMENSION,
+    SHADOW,
+    Platform,
+    deployment_config,
+    endpoint_config_request,
+    scaling_resource_id,
+    update_request,
+)
 
 REQUESTED, PREVIOUS = "fraud:requested-config", "fraud:previous-config"
+STACK_TAG = "aws:cloudformation:stack-name"
 IN_PROGRESS = {"Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting"}
 SETTLED = {"InService", "Failed", "UpdateRollbackFailed", "OutOfService"}
 
@@ -78,19 +92,55 @@ def _ensure_config(sm: Any, request: dict[str, Any]) -> str:
     return name
 
 
+def _instance_type(sm: Any, config: str) -> str | None:
+    desc = call(
+        f"describe endpoint config {config}", sm.describe_endpoint_config, EndpointConfigName=config
+    )
+    types = [
+        v["InstanceType"] for v in desc["ProductionVariants"] if v["VariantName"] == PRODUCTION
+    ]
+    return types[0] if types else None
+
+
+def _check_not_stack_owned(sm: Any, current: dict[str, Any]) -> None:
+    tags = call(
+        f"read tags of {current['EndpointName']}", sm.list_tags, ResourceArn=current["EndpointArn"]
+    )
+    stack = {t["Key"]: t["Value"] for t in tags.get("Tags", [])}.get(STACK_TAG)
+    if stack is not None:
+        raise Conflict(
+            f"{current['EndpointName']} belongs to CloudFormation stack {stack}: change it "
+            "through the stack (ModelDataKey, InstanceType), not with apply"
+        )
+
+
+def _deregister_scaling(clients: Clients, endpoint: str) -> None:
+    resource = scaling_resource_id(endpoint)
+    find(
+        f"deregister scalable target {resource}",
+        clients.autoscaling.deregister_scalable_target,
+        ServiceNamespace="sagemaker",
+        ResourceId=resource,
+        ScalableDimension=SCALABLE_DIMENSION,
+    )
+
+
 def _switch(
-    clients: Clients, current: dict[str, Any], config: str, deployment: dict[str, Any]
+    clients: Clients,
+    current: dict[str, Any],
+    config: str,
+    deployment: dict[str, Any],
+    spec: EndpointSpec,
 ) -> None:
     sm, endpoint = clients.sagemaker, current["EndpointName"]
     if current["EndpointStatus"] in IN_PROGRESS:
         raise Conflict(f"{endpoint} is {current['EndpointStatus']}: wait for it to settle")
-    call(
-        f"update endpoint {endpoint}",
-        sm.update_endpoint,
-        EndpointName=endpoint,
-        EndpointConfigName=config,
-        DeploymentConfig=deployment,
-    )
+    was = _instance_type(sm, current["EndpointConfigName"])
+    type_changes = was is not None and was != _instance_type(sm, config)
+    if type_changes:
+        _deregister_scaling(clients, endpoint)
+    request = update_request(spec, config, deployment, type_changes)
+    call(f"update endpoint {endpoint}", sm.update_endpoint, **request)
     tags = [
         {"Key": PREVIOUS, "Value": current["EndpointConfigName"]},
         {"Key": REQUESTED, "Value": config},
@@ -120,9 +170,10 @@ def roll_out(
             Tags=[{"Key": REQUESTED, "Value": config}],
         )
         return {"endpoint": spec.name, "action": "created", "config": config}
+    _check_not_stack_owned(sm, current)
     if current["EndpointConfigName"] == config:
         return {"endpoint": spec.name, "action": "unchanged", "config": config}
-    _switch(clients, current, config, deployment_config(spec))
+    _switch(clients, current, config, deployment_config(spec), spec)
     return {
         "endpoint": spec.name,
         "action": "updated",
@@ -161,7 +212,7 @@ def rollback(clients: Clients, spec: EndpointSpec) -> str:
         clients.sagemaker.describe_endpoint,
         EndpointName=spec.name,
     )
-    _switch(clients, current, state.previous, deployment_config(spec, "ALL_AT_ONCE"))
+    _switch(clients, current, state.previous, deployment_config(spec, "ALL_AT_ONCE"), spec)
     return f"{spec.name}: rolling back from {state.config} to {state.previous}"
 
 

@@ -1,6 +1,6 @@
 """Transaction tables on disk and the time-window splits of the evaluation protocol.
 
-Protocol (DESIGN 2.3, the handbook's): train on ``train_days`` starting at ``train_start``,
+Protocol (Le Borgne et al.'s handbook): train on ``train_days`` starting at ``train_start``,
 skip ``delay_days`` (labels arrive late), test on the next ``test_days``; from each test day
 drop the customers already known compromised at (test day - delay). Validation is the same
 shape ``2 * 7`` days earlier; prequential folds step back 7 days each.

@@ -1,4 +1,4 @@
-"""``fraud evaluate``: our model beside XGBoost on the test protocol of DESIGN 2.3.
+"""``fraud evaluate``: our model beside XGBoost on the handbook's test protocol (model/dataset.py).
 
 Single split: the trained model directory scores the test week once; XGBoost (committed
 tuned config) is trained on the same training week in the same run. Prequential: for each

@@ -15,7 +15,7 @@ so an exported graph is self-contained:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -113,3 +113,27 @@ def from_description(network: Mapping[str, Any], weights: Path | None = None) ->
     if weights is not None:
         net.load_state_dict(torch.load(weights, weights_only=True, map_location="cpu"))
     return net.eval()
+
+
+def load_network(weights: Path, network: dict[str, Any], dtype: str = "fp32") -> Any:
+    """FraudNet on the CPU in eval mode from the packaged weights and definition; for a low
+    precision ``dtype`` its MLP layers are cast, with casts at their edges."""
+    net = from_description(network, weights)
+    if dtype != "fp32":
+        low = {"fp16": torch.float16, "bf16": torch.bfloat16}[dtype]
+        net.hidden_layers.to(low)
+        net.head.to(low)
+        net.hidden_layers[0].register_forward_pre_hook(_cast_input(low))
+        net.head.register_forward_hook(_float32_output)
+    return net
+
+
+def _cast_input(dtype: Any) -> Callable[[Any, tuple[Any, ...]], tuple[Any, ...]]:
+    def hook(module: Any, args: tuple[Any, ...]) -> tuple[Any, ...]:
+        return (args[0].to(dtype),)  # standardised inputs (members, batch, n_inputs)
+
+    return hook
+
+
+def _float32_output(module: Any, args: tuple[Any, ...], output: Any) -> Any:
+    return output.float()  # member logits (members, batch, 1): mean and sigmoid in float32

@@ -1,4 +1,4 @@
-"""The ``train`` executable: SageMaker's training-container contract (DESIGN 3).
+"""The ``train`` executable: SageMaker's training-container contract.
 
 Reads hyperparameters (all strings) from ``<root>/input/config/hyperparameters.json`` and
 transactions from the ``train`` channel ``<root>/input/data/train``; writes the model to

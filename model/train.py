@@ -1,6 +1,6 @@
 """``fraud train``: the validation run, then the final model, written as a model directory.
 
-1. Validation run (the handbook's protocol, DESIGN 2.3): train on the 7 days starting
+1. Validation run (the handbook's protocol, model/dataset.py): train on the 7 days starting
    ``train_start - 14 days``, early-stop on AP over the validation week (``train_start`` ..
    +7 days, after the 7-day delay); fit Platt calibration on that week's scores.
 2. Final run: train on the 7 days from ``train_start`` for the number of epochs the

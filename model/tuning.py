@@ -1,6 +1,6 @@
 """``fraud tune``: rerun the hyperparameter searches on the validation folds only.
 
-The folds are the validation protocol's (DESIGN 2.3): training windows starting 14 days
+The folds are the validation protocol's (model/dataset.py): training windows starting 14 days
 before ``train_start`` and stepping back 7 days each, each scored on its own week after the
 delay. No fold's training window starts on or after ``train_start``, so the test week never
 takes part. XGBoost: a seeded random search around the committed config. FraudNet: named

@@ -1,1 +1,1 @@
-"""ONNX export and optimisation of the trained model (its own issue)."""
+"""ONNX export and optimisation of the trained model."""

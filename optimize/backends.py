@@ -17,35 +17,16 @@ are present and, for each absent one, why; nothing here fails at import.
 
 from __future__ import annotations
 
-import dataclasses
 import importlib.util
 import json
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from core.cpus import cpu_count
+from optimize.backend_protocol import BATCH_RANGE, INPUT_NAME, Backend, RuntimeStatus
 from optimize.errors import RuntimeUnavailable
-from optimize.export import INPUT_NAME
-
-BATCH_RANGE = (1, 65_536)  # the batch sizes an engine/profile must accept
-
-
-class Backend(Protocol):
-    name: str
-
-    def load(self) -> None: ...
-
-    def predict(self, x: np.ndarray) -> np.ndarray: ...
-
-
-@dataclasses.dataclass(frozen=True)
-class RuntimeStatus:
-    name: str
-    available: bool
-    reason: str
-    verified_on_hardware: bool
 
 
 def _ort_providers() -> list[str]:
@@ -64,7 +45,12 @@ def discover() -> list[RuntimeStatus]:
     cuda = cuda_available()
     return [
         RuntimeStatus("ort-cpu", True, "onnxruntime CPUExecutionProvider", True),
-        RuntimeStatus("torch-cpu", True, "torch eager", True),
+        RuntimeStatus(
+            "torch-cpu",
+            importlib.util.find_spec("torch") is not None,
+            "torch eager (development reference)",
+            True,
+        ),
         RuntimeStatus("c-cpu", kernel, kernel_reason, kernel),
         RuntimeStatus(
             "ort-cuda",
@@ -169,7 +155,7 @@ class TorchBackend:
     def load(self) -> None:
         import torch
 
-        from optimize.torch_cuda import load_network
+        from model.network import load_network
 
         if self.threads:
             torch.set_num_threads(self.threads)
@@ -238,10 +224,12 @@ def candidates(
     variants: list[str],
     thread_options: list[int] | None = None,
     torch_compile: bool = False,
+    include_torch_cpu: bool = False,
 ) -> list[Backend]:
-    """Every backend x variant x thread count this machine can run for a package's accepted
-    variants (one thread wins at small batches, all cores at large ones)."""
-    from optimize.variants import variant_file
+    """Every backend x variant x thread count this machine can run for ``variants`` of a
+    package (one thread wins at small batches, all cores at large ones). ``torch-cpu`` is a
+    development reference, offered only when asked for: the CPU image has no PyTorch."""
+    from optimize.package_files import KERNEL_WEIGHTS, variant_file
 
     manifest = json.loads((package_dir / "manifest.json").read_text())
     status = {s.name: s for s in discover()}
@@ -255,23 +243,21 @@ def candidates(
             out.append(OrtBackend(path, "CUDAExecutionProvider", name=f"ort-cuda/{variant}"))
         if status["ort-tensorrt"].available and variant == "fp32":
             out.append(OrtBackend(path, "TensorrtExecutionProvider", name="ort-tensorrt/fp32"))
-    if status["tensorrt"].available:
+    if status["tensorrt"].available and "fp16" in variants:
         out.append(TensorRTBackend(package_dir / "model.onnx"))
     if status["torch-cuda"].available:
         out.extend(_torch_cuda(package_dir, manifest, variants, torch_compile))
     if status["c-cpu"].available and "fused" in variants:
         from optimize.fused_row import FusedRowBackend
 
-        out.append(FusedRowBackend(package_dir / "model.pt", manifest["network"]))
-    for t in threads:
-        out.append(
+        out.append(FusedRowBackend(package_dir / KERNEL_WEIGHTS))
+    if include_torch_cpu and status["torch-cpu"].available:
+        out += [
             TorchBackend(
-                package_dir / "model.pt",
-                manifest["network"],
-                threads=t,
-                name=f"torch-cpu/fp32/t{t}",
+                package_dir / "model.pt", manifest["network"], t, name=f"torch-cpu/fp32/t{t}"
             )
-        )
+            for t in threads
+        ]
     return out
 
 
@@ -283,7 +269,7 @@ def _torch_cuda(
     from optimize.torch_cuda import TorchCudaBackend, package_guard
 
     guard = package_guard(package_dir, manifest)
-    dtypes = ["fp32", *(["fp16"] if "fp16" in variants else [])]
+    dtypes = [d for d in ("fp32", "fp16") if d in variants]
     weights, network = package_dir / "model.pt", manifest["network"]
     out: list[Backend] = [TorchCudaBackend(weights, network, d, guard=guard) for d in dtypes]
     if torch_compile:

@@ -10,13 +10,19 @@ or stale rows of an earlier call) never changes a real row's score.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import bisect
+from collections.abc import Iterable, Sequence
 from typing import NamedTuple
-
-from optimize.selection import bucket_for
 
 # batch 1 to 65,536 (BATCH_RANGE in optimize.backends); x4 steps keep padding waste below 4x
 GPU_BUCKETS = (1, 8, 64, 256, 1_024, 4_096, 16_384, 65_536)
+
+
+def bucket_for(batch: int, buckets: Sequence[int]) -> int:
+    """Smallest bucket >= batch; the largest bucket for anything bigger. ``buckets`` must be
+    sorted ascending (the server sorts them once at load: this runs on every request)."""
+    i = bisect.bisect_left(buckets, batch)
+    return buckets[min(i, len(buckets) - 1)]
 
 
 class Chunk(NamedTuple):

@@ -21,10 +21,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from model.network import EnsembleLinear, FraudNet
+from optimize.backend_protocol import INPUT_NAME, OUTPUT_NAME
 from optimize.errors import ExportError
 
 OPSET = 20
-INPUT_NAME, OUTPUT_NAME = "features", "score"
 FP32_PARITY_LIMIT = 1e-5
 
 
@@ -120,6 +120,36 @@ class FusedForm(nn.Module):
                 net.act(F.linear(h, w, b)) for h, (w, b) in zip(parts, layer, strict=True)
             )
         return torch.sigmoid(F.linear(torch.cat(parts, dim=1), self.w_head, self.b_head)).squeeze(1)
+
+    def kernel_arrays(self) -> dict[str, np.ndarray]:
+        """The weights in the C kernel's layout (optimize/kernel/fused_row.c: input dimension
+        first), for the package's ``model.fused_row.npz``: the server binds them without
+        PyTorch."""
+        net = self.net
+
+        def f32(t: torch.Tensor) -> np.ndarray:
+            return np.ascontiguousarray(t.detach().numpy(), dtype=np.float32)
+
+        later = self.later_layers()
+        out: dict[str, np.ndarray] = {
+            "shape": np.array(
+                [net.n_features, net.n_members, self.width, self.n_rest, net.activation == "silu"],
+                dtype=np.int32,
+            ),
+            "columns": self.columns.numpy().astype(np.int32),
+            "center": f32(self.center),
+            "scale": f32(self.scale),
+            "w_first": f32(self.w_first.T),  # (in, members * width)
+            "b_first": f32(self.b_first),
+            "rest_width": np.array([layer[0][0].shape[0] for layer in later] or [0], np.int32),
+            "w_head": f32(self.w_head.reshape(-1)),
+            "b_head": f32(self.b_head.reshape(1)),
+        }
+        for j, layer in enumerate(later):
+            for k, (w, b) in enumerate(layer):
+                out[f"w_rest_{j}_{k}"] = f32(w.T)  # (in, out)
+                out[f"b_rest_{j}_{k}"] = f32(b)
+        return out
 
     def later_layers(self) -> list[list[tuple[torch.Tensor, torch.Tensor]]]:
         """The hidden layers after the first: per layer, per member, (weight (out, in), bias)."""

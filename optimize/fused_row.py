@@ -2,15 +2,17 @@
 
 The kernel is for the lone single-record request. Scoring one row costs ONNX Runtime about
 5 us of fixed work per run before any arithmetic, and around 20 us when the core went idle
-between requests. On this network one row through the kernel takes about 5 us warm and 6 us
-cold, measured on the 2-core build machine (RESULTS.md, "HTTP"). It has no batching of its
-own, so at larger batches the server's per-batch-size selection keeps ONNX Runtime.
+between requests; one row through the kernel takes about 5 us warm and 6 us cold (2-core
+build machine). Over HTTP, interleaved single-record runs against the same server on ONNX
+Runtime's fused graph show the gain at the request level (benchmarks/RESULTS.md, "C kernel").
+It has no batching of its own, so at larger batches the server's selection keeps ONNX Runtime.
 
-The weights come from the package's ``model.pt`` through ``optimize.export.FusedForm``, the
-same folding that built ``model.fused.onnx``. At load, the kernel's scores on random rows
-must match PyTorch's within the fp32 parity limit, or the backend refuses to load and the
-server never picks it. The shared library is built by ``make install`` (``cc``); without a
-compiler it is absent and ``discover()`` says so.
+The weights come from the package's ``model.fused_row.npz``, written at build from
+``optimize.export.FusedForm`` (the same folding that built ``model.fused.onnx``), so loading
+needs no PyTorch. At load the library's ABI version and struct size must match the ctypes
+description below; the selection then holds its scores to the package's reference scores
+(``optimize.reference``) like every other backend. The shared library is built by
+``make install`` (``cc``); without a compiler it is absent and ``discover()`` says so.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import numpy as np
 from optimize.errors import RuntimeUnavailable
 
 LIBRARY = Path(__file__).parent / "kernel" / "libfusedrow.so"
+ABI_VERSION = 2  # FUSED_ROW_ABI_VERSION in kernel/fused_row.c
 _F = ctypes.POINTER(ctypes.c_float)
 _I = ctypes.POINTER(ctypes.c_int)
 
@@ -51,89 +54,81 @@ class _Net(ctypes.Structure):
     ]
 
 
+def _library() -> ctypes.CDLL:
+    """The kernel library, after its ABI check; RuntimeUnavailable with the reason otherwise."""
+    if not LIBRARY.exists():
+        raise RuntimeUnavailable(f"{LIBRARY.name} not built (make install builds it with cc)")
+    try:
+        lib = ctypes.CDLL(str(LIBRARY))
+        lib.fused_row_abi_version.restype = ctypes.c_int
+        lib.fused_row_struct_size.restype = ctypes.c_int
+        version, size = lib.fused_row_abi_version(), lib.fused_row_struct_size()
+    except (OSError, AttributeError) as exc:
+        raise RuntimeUnavailable(f"{LIBRARY.name} does not load: {exc}") from exc
+    if (version, size) != (ABI_VERSION, ctypes.sizeof(_Net)):
+        raise RuntimeUnavailable(
+            f"{LIBRARY.name} has ABI {version} with a {size}-byte struct; this loader expects "
+            f"ABI {ABI_VERSION} with {ctypes.sizeof(_Net)} bytes (rebuild it: make install)"
+        )
+    return lib
+
+
 def library_status() -> tuple[bool, str]:
     """(available, reason) for ``discover()``."""
-    if not LIBRARY.exists():
-        return False, f"{LIBRARY.name} not built (make install builds it with cc)"
     try:
-        ctypes.CDLL(str(LIBRARY))
-    except OSError as exc:
-        return False, f"{LIBRARY.name} does not load: {exc}"
-    return True, f"{LIBRARY.name} (C kernel, one row at a time)"
+        _library()
+    except RuntimeUnavailable as exc:
+        return False, str(exc)
+    return True, f"{LIBRARY.name} (C kernel ABI {ABI_VERSION}, one row at a time)"
 
 
 class FusedRowBackend:
     """The fused network through the C kernel; ``predict`` as the other backends."""
 
-    def __init__(
-        self, weights: Path, network: dict[str, Any], name: str = "c-cpu/fused/t1"
-    ) -> None:
-        self.weights, self.network, self.name = Path(weights), network, name
+    max_batch = 64  # row at a time: ONNX Runtime's batched GEMMs win above this
+
+    def __init__(self, arrays: Path, name: str = "c-cpu/fused/t1") -> None:
+        self.arrays, self.name = Path(arrays), name
         self._keep: list[Any] = []  # every buffer the C struct points into
         self._lock = threading.Lock()  # one scratch area: one caller at a time
 
     def load(self) -> None:
-        available, reason = library_status()
-        if not available:
-            raise RuntimeUnavailable(reason)
-        import torch
+        lib = _library()
+        with np.load(self.arrays, allow_pickle=False) as npz:
+            self._bind(lib, {k: npz[k] for k in npz.files})
 
-        from model.network import from_description
-        from optimize.export import FP32_PARITY_LIMIT, FusedForm, random_rows, torch_scores
-
-        net = from_description(self.network, self.weights)
-        with torch.no_grad():
-            fused = FusedForm(net)
-        self._bind(fused)
-        # the kernel's own parity check, on rows across and beyond a generous range
-        x = random_rows([(0.0, 1_000.0)] * net.n_features, 512, seed=11)
-        diff = float(np.abs(self.predict(x) - torch_scores(net, x)).max())
-        if not diff <= FP32_PARITY_LIMIT:
-            raise RuntimeUnavailable(
-                f"C kernel differs from PyTorch by {diff:.3g} (limit {FP32_PARITY_LIMIT})"
-            )
-
-    def _floats(self, t: Any) -> Any:
-        a = np.ascontiguousarray(t.detach().numpy(), dtype=np.float32)
+    def _floats(self, a: np.ndarray) -> Any:
+        a = np.ascontiguousarray(a, dtype=np.float32)
         self._keep.append(a)
         return a.ctypes.data_as(_F)
 
-    def _ints(self, values: Any) -> Any:
-        a = np.ascontiguousarray(values, dtype=np.int32)
+    def _ints(self, a: np.ndarray) -> Any:
+        a = np.ascontiguousarray(a, dtype=np.int32)
         self._keep.append(a)
         return a.ctypes.data_as(_I)
 
-    def _bind(self, fused: Any) -> None:
-        net = fused.net
-
-        n = _Net()
-        n.n_features = net.n_features
-        n.n_derived = len(fused.columns)
-        n.members = net.n_members
-        n.width = fused.width
-        n.n_rest = fused.n_rest
-        n.silu = 1 if net.activation == "silu" else 0
-        columns = fused.columns.numpy()
-        if not ((columns >= 0) & (columns < net.n_features)).all():  # the kernel indexes rows
+    def _bind(self, lib: ctypes.CDLL, w: dict[str, np.ndarray]) -> None:
+        n_features, members, width, n_rest, silu = (int(v) for v in w["shape"])
+        columns = w["columns"]
+        if not ((columns >= 0) & (columns < n_features)).all():  # the kernel indexes rows
             raise RuntimeUnavailable(
-                f"derived-input columns {columns.tolist()} are not all in [0, {net.n_features})"
+                f"derived-input columns {columns.tolist()} are not all in [0, {n_features})"
             )
+        n = _Net()
+        n.n_features, n.n_derived, n.members = n_features, len(columns), members
+        n.width, n.n_rest, n.silu = width, n_rest, silu
         n.columns = self._ints(columns)
-        n.center = self._floats(fused.center)
-        n.scale = self._floats(fused.scale)
-        n.w_first = self._floats(fused.w_first.T)  # (in, members * width)
-        n.b_first = self._floats(fused.b_first)
-        later = fused.later_layers()  # per layer, per member: (weight (out, in), bias)
-        n.rest_width = self._ints([layer[0][0].shape[0] for layer in later] or [0])
-        pairs = [pair for layer in later for pair in layer]  # [layer * members + member]
-        w_rest = (_F * max(1, len(pairs)))(*[self._floats(w.T) for w, _ in pairs])
-        b_rest = (_F * max(1, len(pairs)))(*[self._floats(b) for _, b in pairs])
+        n.center, n.scale = self._floats(w["center"]), self._floats(w["scale"])
+        n.w_first, n.b_first = self._floats(w["w_first"]), self._floats(w["b_first"])
+        n.rest_width = self._ints(w["rest_width"])
+        keys = [(j, k) for j in range(n_rest) for k in range(members)]  # [layer * members + m]
+        w_rest = (_F * max(1, len(keys)))(*[self._floats(w[f"w_rest_{j}_{k}"]) for j, k in keys])
+        b_rest = (_F * max(1, len(keys)))(*[self._floats(w[f"b_rest_{j}_{k}"]) for j, k in keys])
         self._keep += [w_rest, b_rest]
         n.w_rest = ctypes.cast(w_rest, ctypes.POINTER(_F))
         n.b_rest = ctypes.cast(b_rest, ctypes.POINTER(_F))
-        n.w_head = self._floats(fused.w_head.reshape(-1))
-        n.b_head = float(fused.b_head[0])
-        lib = ctypes.CDLL(str(LIBRARY))
+        n.w_head = self._floats(w["w_head"])
+        n.b_head = float(w["b_head"][0])
         lib.fused_row_scratch_floats.argtypes = [ctypes.c_void_p]
         lib.fused_row_scratch_floats.restype = ctypes.c_int
         lib.fused_row_score.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int]
@@ -145,7 +140,7 @@ class FusedRowBackend:
         n.scratch = scratch.ctypes.data_as(_F)
         self._score = lib.fused_row_score
         self._net_address = ctypes.addressof(n)
-        self.n_features = net.n_features
+        self.n_features = n_features
         self._one_out = np.zeros(1, dtype=np.float32)  # (1,)
         self._one_address = self._one_out.ctypes.data
 

@@ -1,12 +1,12 @@
-"""Build, verify and archive the model package: the directory SageMaker extracts into
-``/opt/ml/model`` (DESIGN 1, "The model package").
+"""Build the model package: the directory SageMaker extracts into ``/opt/ml/model``.
 
+Reading and checking a package (checksums, manifest digest, archive) lives in
+``optimize.package_files``, which the server imports without this module's build stack.
 Invariants:
 - built in a temp directory beside the target and renamed into place: a half-built package
   never exists under the target name;
-- ``manifest.json`` lists the SHA-256 of every other file, and carries its own digest
-  (``manifest_sha256``, over its canonical rendering without that field): one flipped byte
-  in any file makes :func:`verify` fail and name the file;
+- one precision per package (``optimize.precision``): only its family's variants are
+  packaged, with reference scores (``optimize.reference``) every served backend must meet;
 - ``model_version`` hashes the model files only (graphs and weights), so new thresholds or
   new measurements do not change it.
 """
@@ -19,7 +19,6 @@ import hashlib
 import json
 import os
 import shutil
-import tarfile
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -31,43 +30,32 @@ import torch
 from core.feature_names import FEATURE_NAMES
 from model import model_dir
 from model.network import FraudNet
-from optimize import monitor_baseline
+from optimize import monitor_baseline, reference
 from optimize.backends import candidates, discover
-from optimize.errors import ChecksumError, MissingFileError, PackageError
+from optimize.errors import PackageError
 from optimize.export import (
     FusedForm,
     check_parity,
     export_onnx,
     onnx_scores,
-    random_rows,
     torch_scores,
 )
 from optimize.guard import AP_TOLERANCE, MIN_DECISION_AGREEMENT, judge
+from optimize.package_files import (
+    BASELINE,
+    FORMAT_VERSION,
+    KERNEL_WEIGHTS,
+    MANIFEST,
+    THRESHOLDS,
+    WEIGHTS,
+    render_manifest,
+    sha256,
+    variant_file,
+)
+from optimize.precision import FAMILIES, PRECISIONS, SCORE_TOLERANCE, served_variants
 from optimize.selection import BATCH_SIZES, select
 from optimize.thresholds import choose_thresholds
-from optimize.variants import BUILDERS, variant_file
-
-FORMAT_VERSION = 1
-MANIFEST, THRESHOLDS = "manifest.json", "thresholds.json"
-WEIGHTS = "model.pt"
-BASELINE = ("baseline/statistics.json", "baseline/constraints.json")
-REQUIRED = (MANIFEST, THRESHOLDS, "model.onnx", WEIGHTS, *BASELINE)
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def render_manifest(manifest: dict[str, Any]) -> str:
-    """Canonical text of a manifest, with its own digest as the last field."""
-    # round-trip first so non-string keys (batch sizes) render as they will read back
-    body = json.loads(json.dumps({k: v for k, v in manifest.items() if k != "manifest_sha256"}))
-    digest = hashlib.sha256(json.dumps(body, sort_keys=True, indent=2).encode()).hexdigest()
-    return json.dumps({**body, "manifest_sha256": digest}, sort_keys=True, indent=2) + "\n"
+from optimize.variants import BUILDERS
 
 
 def _write_json(path: Path, obj: object) -> None:
@@ -90,6 +78,17 @@ def _build_fused(
     ``src``), held to the same fp32 parity limit against PyTorch as model.onnx."""
     export_onnx(model, dst, FusedForm)
     check_parity(model, dst, calibration_x, ranges)
+
+
+def _reference_rows(
+    validation_x: np.ndarray, features: list[dict[str, Any]], seed: int, n: int = 512
+) -> np.ndarray:
+    """Rows for the load-time reference check: real validation rows (scores across the whole
+    range) and rows drawn inside the features' training ranges."""
+    rng = np.random.default_rng(seed)
+    pick = rng.choice(len(validation_x), size=min(n, len(validation_x)), replace=False)
+    real = validation_x[pick]
+    return np.concatenate([real, reference.plausible_rows(features, n, seed)]).astype(np.float32)
 
 
 def _build_variants(
@@ -124,8 +123,14 @@ def build_package(
     out_dir: Path,
     onnx_path: Path | None = None,
     timing_budget_s: float = 0.1,
+    precision: str = "fp32",
 ) -> dict[str, Any]:
-    """Export (unless ``onnx_path`` is given), optimise, guard, time and write the package."""
+    """Export (unless ``onnx_path`` is given), optimise, guard, time and write the package.
+
+    ``precision`` is the package's one numeric contract (``optimize.precision``): only its
+    family's variants are packaged and served; a reduced precision must pass the guard."""
+    if precision not in FAMILIES:
+        raise PackageError(f"precision {precision!r}; expected one of {PRECISIONS}")
     model, loaded = model_dir.load(trained_dir)
     description: dict[str, Any] = dict(loaded)
     rows = model_dir.load_rows(trained_dir)
@@ -158,6 +163,22 @@ def build_package(
         )
 
         accepted = ["fp32", *[n for n, g in guard.items() if g["accepted"]]]
+        served = served_variants(precision, accepted)
+        if not served:
+            reason = guard.get(precision, {}).get("reason", "not built")
+            raise PackageError(f"precision {precision} was asked for but failed: {reason}")
+        for name in set(guard) - set(served):  # judged and recorded, not packaged
+            (pkg / variant_file(name)).unlink(missing_ok=True)
+        if "fused" in served:
+            arrays = FusedForm(model).kernel_arrays()
+            np.savez(pkg / KERNEL_WEIGHTS, **arrays)  # type: ignore[arg-type]  # numpy stubs
+        ref_rows = _reference_rows(rows["validation_x"], description["features"], seed=3)
+        ref_scores = (
+            torch_scores(model, ref_rows)
+            if precision == "fp32"
+            else onnx_scores(pkg / variant_file(precision), ref_rows)
+        )
+        reference.write(pkg, ref_rows, ref_scores)
         manifest: dict[str, Any] = {
             "format_version": FORMAT_VERSION,
             "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -180,7 +201,9 @@ def build_package(
                 },
                 "variants": guard,
             },
-            "variants": {n: variant_file(n) for n in accepted},
+            "precision": precision,
+            "score_tolerance": SCORE_TOLERANCE,
+            "variants": {n: variant_file(n) for n in served},
             "seed": description["seed"],
             "git_commit": model_dir.git_commit(),
             "training_git_commit": description["git_commit"],
@@ -189,14 +212,19 @@ def build_package(
         }
         _write_json(pkg / MANIFEST, manifest)  # candidates() reads the network from it
         _, timings, failures = select(
-            candidates(pkg, accepted), len(FEATURE_NAMES), BATCH_SIZES, budget_s=timing_budget_s
+            candidates(pkg, served, include_torch_cpu=True),
+            len(FEATURE_NAMES),
+            BATCH_SIZES,
+            budget_s=timing_budget_s,
+            check=reference.checker(pkg, BATCH_SIZES),
         )
         manifest["backend_timings"] = {
             "note": "measured at build, information only; the server re-times on its own hardware",
             "table": timings,
             "load_failures": failures,
         }
-        model_files = sorted(variant_file(n) for n in accepted) + [WEIGHTS]
+        model_files = sorted(variant_file(n) for n in served) + [WEIGHTS]
+        model_files += [KERNEL_WEIGHTS] if "fused" in served else []
         manifest["files"] = {
             str(p.relative_to(pkg)): sha256(p)
             for p in sorted(pkg.rglob("*"))
@@ -222,73 +250,3 @@ def _replace_dir(new: Path, target: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(new, target)
-
-
-def read_manifest(pkg: Path) -> dict[str, Any]:
-    path = Path(pkg) / MANIFEST
-    if not path.exists():
-        raise MissingFileError(f"{path} is missing: not a model package")
-    text = path.read_text(errors="replace")
-    try:
-        manifest = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ChecksumError(f"{path} is not valid JSON ({exc}): damaged") from exc
-    if not isinstance(manifest, dict) or render_manifest(manifest) != text:
-        raise ChecksumError(f"{path} does not match its own digest: damaged or edited")
-    return manifest
-
-
-def verify(pkg: Path, rerun_parity: bool = True) -> dict[str, Any]:
-    """Check the package; raise PackageError naming the first problem found."""
-    pkg = Path(pkg)
-    manifest = read_manifest(pkg)
-    for name in REQUIRED:
-        if not (pkg / name).is_file():
-            raise MissingFileError(f"{pkg / name} is missing")
-    files: dict[str, str] = manifest.get("files", {})
-    for name in REQUIRED[1:]:
-        if name not in files:
-            raise ChecksumError(f"{MANIFEST} lists no checksum for {name}")
-    for name, digest in files.items():
-        path = pkg / name
-        if not path.is_file():
-            raise MissingFileError(f"{path} is listed in {MANIFEST} but missing")
-        if sha256(path) != digest:
-            raise ChecksumError(f"{path} does not match its SHA-256 in {MANIFEST}")
-    for name, file in manifest["variants"].items():
-        if file not in files:
-            raise ChecksumError(f"variant {name} ({file}) has no checksum in {MANIFEST}")
-    p = manifest["parity"]
-    if max(p["real_max_abs_diff"], p["random_max_abs_diff"]) > p["limit"]:
-        raise PackageError(f"recorded fp32 parity exceeds {p['limit']}")
-    for name in manifest["variants"]:
-        if name != "fp32" and not manifest["guard"]["variants"][name]["accepted"]:
-            raise PackageError(f"variant {name} is served but failed the guard")
-    if rerun_parity:
-        _rerun_parity(pkg, manifest)
-    return manifest
-
-
-def _rerun_parity(pkg: Path, manifest: dict[str, Any]) -> None:
-    from model.network import from_description
-
-    net = from_description(manifest["network"], pkg / WEIGHTS)
-    x = random_rows([(f["min"], f["max"]) for f in manifest["features"]], 1_024, seed=1)
-    diff = float(np.max(np.abs(torch_scores(net, x) - onnx_scores(pkg / "model.onnx", x))))
-    if diff > manifest["parity"]["limit"]:
-        raise PackageError(f"model.onnx and model.pt disagree by {diff:.3g} on random rows")
-
-
-def archive(pkg: Path, tar_path: Path) -> None:
-    """``model.tar.gz`` with the package files at its root, as SageMaker expects."""
-    tmp = tar_path.with_name(f".{tar_path.name}.tmp")
-    with tarfile.open(tmp, "w:gz") as tar:
-        for path in sorted(Path(pkg).rglob("*")):
-            if path.is_file():
-                tar.add(path, arcname=str(path.relative_to(pkg)))
-    os.replace(tmp, tar_path)
-
-
-def extract(tar_path: Path, dest: Path) -> None:
-    with tarfile.open(tar_path, "r:gz") as tar:
-        tar.extractall(dest, filter="data")

@@ -3,18 +3,17 @@
 A package is built on one machine and served on another, so the server calls
 :func:`select` during warm-up on its own hardware; ``fraud optimize`` calls it too and records
 the table in the manifest for information only. A bucket is the smallest timed batch size
-that holds a request batch (``bucket_for``).
+that holds a request batch (``optimize.buckets.bucket_for``).
 """
 
 from __future__ import annotations
 
-import bisect
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from optimize.backends import Backend
+from optimize.backend_protocol import Backend
 
 BATCH_SIZES = (1, 8, 64, 512, 4_096)
 
@@ -65,26 +64,30 @@ def select(
     n_features: int,
     batch_sizes: Sequence[int] = BATCH_SIZES,
     budget_s: float = 0.3,
+    check: Callable[[Backend], None] | None = None,
 ) -> tuple[dict[int, Backend], dict[str, dict[int, dict[str, float]]], dict[str, str]]:
-    """Load and time each backend; return (bucket -> backend, timings, load failures)."""
+    """Load, ``check`` (it raises to refuse a backend: ``optimize.reference``) and time each
+    backend; return (bucket -> backend, timings, load failures)."""
     loaded: dict[str, Backend] = {}
     failures: dict[str, str] = {}
     for backend in backends:
         try:
             backend.load()
+            if check is not None:
+                check(backend)
             loaded[backend.name] = backend
         except Exception as exc:  # a runtime that cannot load is reported, never fatal
             failures[backend.name] = f"{type(exc).__name__}: {exc}"
     if not loaded:
         raise RuntimeError(f"no backend could be loaded: {failures}")
     timings = {
-        name: time_backend(b, n_features, batch_sizes, budget_s) for name, b in loaded.items()
+        name: time_backend(b, n_features, _sizes_for(b, batch_sizes), budget_s)
+        for name, b in loaded.items()
     }
     return {b: loaded[name] for b, name in pick(timings).items()}, timings, failures
 
 
-def bucket_for(batch: int, buckets: Sequence[int]) -> int:
-    """Smallest bucket >= batch; the largest bucket for anything bigger. ``buckets`` must be
-    sorted ascending (the server sorts them once at load: this runs on every request)."""
-    i = bisect.bisect_left(buckets, batch)
-    return buckets[min(i, len(buckets) - 1)]
+def _sizes_for(backend: Backend, batch_sizes: Sequence[int]) -> list[int]:
+    """The sizes worth timing: a row-at-a-time backend declares ``max_batch``."""
+    limit = getattr(backend, "max_batch", None)
+    return [b for b in batch_sizes if limit is None or b <= limit]

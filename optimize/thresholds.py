@@ -60,6 +60,15 @@ def choose_thresholds(
     }
 
 
+def decision_names(scores: np.ndarray, bands: tuple[float, float]) -> list[str]:
+    """Decision per score given ``bands`` = (decline, review) thresholds."""
+    decline, review = bands
+    if len(scores) == 1:  # the common single-record request: skip the array work
+        s = float(scores[0])
+        return ["decline" if s >= decline else "review" if s >= review else "approve"]
+    return [DECISIONS[i] for i in decide(scores, {"bands": {"decline": decline, "review": review}})]
+
+
 def decide(scores: np.ndarray, thresholds: dict[str, object]) -> np.ndarray:
     """Decision index per score: 0 decline, 1 review, 2 approve (see DECISIONS)."""
     bands: dict[str, float] = thresholds["bands"]  # type: ignore[assignment]

@@ -39,7 +39,7 @@ import numpy as np
 from optimize.buckets import GPU_BUCKETS, normalize, plan
 from optimize.errors import OptimizeError, RuntimeUnavailable
 
-NO_CUDA_REASON = "no CUDA device: torch.cuda.is_available() is False"
+NO_CUDA_REASON = "no CUDA device (no NVIDIA device, no torch, or torch.cuda.is_available() False)"
 DTYPES = ("fp32", "fp16", "bf16")
 # the oldest compute capability each technique is used on; below it the variant does not load
 MIN_CAPABILITY = {"fp16": (6, 0), "bf16": (8, 0), "compile": (7, 0)}
@@ -53,7 +53,16 @@ class GuardRejected(OptimizeError):
     """A torch-cuda variant whose scores differ from fp32 PyTorch beyond the accuracy guard."""
 
 
+NVIDIA_DEVICE_FILES = (Path("/dev/nvidia0"), Path("/proc/driver/nvidia/version"))
+
+
 def cuda_available() -> bool:
+    """True when torch can use a CUDA device. Asks torch only where the NVIDIA driver shows a
+    device and torch is installed: a CPU host never imports torch for this question."""
+    if not any(p.exists() for p in NVIDIA_DEVICE_FILES):
+        return False
+    if importlib.util.find_spec("torch") is None:
+        return False
     import torch
 
     return bool(torch.cuda.is_available())
@@ -79,34 +88,6 @@ def unsupported_reason(
     if compile and importlib.util.find_spec("triton") is None:
         return "torch.compile variant needs triton, which is not installed"
     return None
-
-
-def load_network(weights: Path, network: dict[str, Any], dtype: str = "fp32") -> Any:
-    """FraudNet on the CPU in eval mode from the packaged weights and definition; for a low
-    precision ``dtype`` its MLP layers are cast, with casts at their edges."""
-    import torch
-
-    from model.network import from_description
-
-    net = from_description(network, weights)
-    if dtype != "fp32":
-        low = {"fp16": torch.float16, "bf16": torch.bfloat16}[dtype]
-        net.hidden_layers.to(low)
-        net.head.to(low)
-        net.hidden_layers[0].register_forward_pre_hook(_cast_input(low))
-        net.head.register_forward_hook(_float32_output)
-    return net
-
-
-def _cast_input(dtype: Any) -> Callable[[Any, tuple[Any, ...]], tuple[Any, ...]]:
-    def hook(module: Any, args: tuple[Any, ...]) -> tuple[Any, ...]:
-        return (args[0].to(dtype),)  # standardised inputs (members, batch, n_inputs)
-
-    return hook
-
-
-def _float32_output(module: Any, args: tuple[Any, ...], output: Any) -> Any:
-    return output.float()  # member logits (members, batch, 1): mean and sigmoid in float32
 
 
 @dataclasses.dataclass(frozen=True)
@@ -186,6 +167,8 @@ class TorchCudaBackend:
     def load(self) -> None:
         import torch
 
+        from model.network import load_network
+
         device = torch.device(self.device)
         capability = None
         if device.type == "cuda":
@@ -257,6 +240,7 @@ class TorchCudaBackend:
     def _check(self, guard: ParityGuard) -> None:
         import torch
 
+        from model.network import load_network
         from optimize.export import random_rows
 
         x = random_rows(guard.ranges, guard.rows, guard.seed)

@@ -33,7 +33,7 @@ from onnxruntime.quantization import (
 from onnxruntime.quantization.shape_inference import quant_pre_process
 from onnxruntime.transformers.float16 import convert_float_to_float16
 
-from optimize.export import INPUT_NAME
+from optimize.backend_protocol import INPUT_NAME
 
 
 def build_ort_opt(src: Path, dst: Path, calibration_x: np.ndarray) -> None:
@@ -90,7 +90,3 @@ BUILDERS: dict[str, Callable[[Path, Path, np.ndarray], None]] = {
     "int8_dynamic": build_int8_dynamic,
     "int8_static": build_int8_static,
 }
-
-
-def variant_file(name: str) -> str:
-    return "model.onnx" if name == "fp32" else f"model.{name}.onnx"

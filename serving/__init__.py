@@ -1,1 +1,1 @@
-"""SageMaker-compatible model server (its own issue; see serving/entrypoint.py)."""
+"""SageMaker-compatible model server (see serving/entrypoint.py)."""

@@ -310,9 +310,7 @@ class FraudApp:
                 p.update({k: v for k, v in decoded.extras[i].items() if k not in p})
             predictions.append(p)
             self.metrics.decisions.inc((decision,))
-        out = codecs.encode(
-            predictions, accept, self.scorer.model_version, self.scorer.thresholds_version
-        )
+        out = codecs.encode(predictions, accept, self.scorer.versions)
         extra_headers = self._headers(request_id)
         attributes = headers.get("x-amzn-sagemaker-custom-attributes")
         if attributes is not None:
@@ -343,12 +341,7 @@ class FraudApp:
         if decision_log.isEnabledFor(logging.INFO):
             fast = self._log_handler
             for p in predictions:
-                fields = {
-                    "request_id": request_id,
-                    "model_version": self.scorer.model_version,
-                    "thresholds_version": self.scorer.thresholds_version,
-                    **self.hasher.redact(p),
-                }
+                fields = {"request_id": request_id, **self.scorer.versions, **self.hasher.redact(p)}
                 if fast is not None:
                     fast.append_info(decision_log.name, "decision", fields)
                 else:

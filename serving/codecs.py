@@ -449,22 +449,16 @@ def _plain(value: object) -> object:
 _JSON = json.JSONEncoder(separators=(",", ":"), allow_nan=False, default=_plain)
 
 
-def encode(
-    predictions: list[dict[str, object]], accept: str, model_version: str, thresholds_version: str
-) -> bytes:
+def encode(predictions: list[dict[str, object]], accept: str, versions: dict[str, str]) -> bytes:
     """The response body for ``accept`` (a type ``negotiate`` returned).
 
-    JSON: ``{"predictions": [...], "model_version", "thresholds_version"}``; CSV: each
-    prediction's score on its own line; JSON lines: one prediction object per line.
+    JSON: ``{"predictions": [...], **versions}`` (model_version, thresholds_version,
+    precision); CSV: each prediction's score on its own line; JSON lines: one prediction
+    object per line.
     """
     if accept == JSON:
         _check_scores(predictions)
-        body = {
-            "predictions": predictions,
-            "model_version": model_version,
-            "thresholds_version": thresholds_version,
-        }
-        return _json_bytes(body)
+        return _json_bytes({"predictions": predictions, **versions})
     if accept == CSV:
         lines = [f"{p['score']:.8g}\n" for p in predictions]
         if any(line[-4:-1] in ("nan", "inf") for line in lines):

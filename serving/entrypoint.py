@@ -1,9 +1,9 @@
 """The ``serve`` executable (what SageMaker runs) and ``fraud serve``.
 
 Settings are read from the environment once, here (``Settings.from_env``). With one worker
-the app runs in this process; with several, uvicorn's process manager starts them, replaces
-any that dies, and each worker builds its app through :func:`create_app` (which reads the
-same environment, passed down by the parent). SIGTERM: see ``serving.server`` (stop
+the app runs in this process; with several, ``serving.server.run_workers`` starts them,
+replaces any that dies, and each worker builds its app through :func:`create_app` (which
+reads the same environment, passed down by the parent). SIGTERM: see ``serving.server`` (stop
 listening, answer what is still read, then uvicorn's shutdown within ``GRACEFUL_S``, well
 inside SageMaker's 30 s; the lifespan shutdown drains the batcher and flushes captured data).
 """
@@ -80,7 +80,7 @@ def run(
     config = uvicorn.Config(
         "serving.entrypoint:create_app", factory=True, workers=settings.workers, **common
     )
-    run_workers(config)
+    run_workers(config, settings.workers)
     return 0
 
 

@@ -1,9 +1,12 @@
 """The model as the server sees it: a verified package, backends picked on this hardware.
 
-``load()`` verifies every checksum and the parity figures (a package that fails never becomes
-healthy), times the accepted variants on this machine and picks one per batch-size bucket
-(``optimize.selection.select``), then warms the picked backends. ``score`` is thread-safe
-for one caller at a time (the batcher is that caller).
+``load()`` verifies every checksum (a package that fails never becomes healthy), loads the
+backends that can run the package's variants here, refuses any whose scores stray from the
+package's reference scores alone or in any bucket size (``optimize.reference``: the score of
+a row never depends on the batch it lands in), times the rest on this machine and picks one
+per batch-size bucket (``optimize.selection.select``), then warms the picked backends.
+Nothing here imports PyTorch unless a torch backend can run (a CUDA device with torch
+installed). ``score`` is for one caller at a time (the batcher is that caller).
 """
 
 from __future__ import annotations
@@ -15,10 +18,13 @@ from typing import Any
 
 import numpy as np
 
-from optimize.backends import Backend, candidates
-from optimize.package import verify
-from optimize.selection import BATCH_SIZES, bucket_for, select
-from optimize.thresholds import DECISIONS, decide
+from optimize import reference
+from optimize.backend_protocol import Backend
+from optimize.backends import candidates
+from optimize.buckets import bucket_for
+from optimize.package_files import verify
+from optimize.selection import BATCH_SIZES, select
+from optimize.thresholds import decision_names
 from serving.batch_limits import GPU_BACKENDS
 
 GPU_BATCH_SIZES = (16_384, 65_536)
@@ -47,6 +53,8 @@ class Scorer:
         self.timings: dict[str, dict[int, dict[str, float]]] = {}
         self.model_version = ""
         self.thresholds_version = ""
+        self.precision = ""
+        self.versions: dict[str, str] = {}  # what every response and decision record carries
         self._bands = (1.0, 1.0)  # (decline, review) score thresholds, set by load()
 
     def load(self) -> None:
@@ -55,6 +63,12 @@ class Scorer:
         # read on every request: plain attributes, not properties over the two dicts
         self.model_version = str(self.manifest.get("model_version", ""))
         self.thresholds_version = str(self.thresholds.get("version", ""))
+        self.precision = str(self.manifest["precision"])
+        self.versions = {
+            "model_version": self.model_version,
+            "thresholds_version": self.thresholds_version,
+            "precision": self.precision,
+        }
         bands = self.thresholds["bands"]
         self._bands = (float(bands["decline"]), float(bands["review"]))
         features = self.manifest["features"]
@@ -67,7 +81,10 @@ class Scorer:
         # on a GPU big batches cost little more than small ones: time them too
         gpu = any(b.name.startswith(GPU_BACKENDS) for b in backends)
         sizes = (*BATCH_SIZES, *GPU_BATCH_SIZES) if gpu else BATCH_SIZES
-        chosen, timings, failures = select(backends, len(features), sizes, self.timing_budget_s)
+        check = reference.checker(self.package_dir, sizes)
+        chosen, timings, failures = select(
+            backends, len(features), sizes, self.timing_budget_s, check=check
+        )
         self.timings = timings
         self._by_bucket = chosen
         self._buckets = sorted(chosen)  # bucket_for's search list, built once
@@ -78,6 +95,7 @@ class Scorer:
                 "fields": {
                     "model_version": self.model_version,
                     "thresholds_version": self.thresholds_version,
+                    "precision": self.precision,
                     "selection": self.selection,
                     "load_failures": failures,
                 }
@@ -91,7 +109,4 @@ class Scorer:
         return self._by_bucket[bucket_for(len(x), self._buckets)].predict(x)
 
     def decisions(self, scores: np.ndarray) -> list[str]:
-        if len(scores) == 1:  # the common single-record request: skip the array work
-            s, (decline, review) = float(scores[0]), self._bands
-            return ["decline" if s >= decline else "review" if s >= review else "approve"]
-        return [DECISIONS[i] for i in decide(scores, self.thresholds)]
+        return decision_names(scores, self._bands)

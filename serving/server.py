@@ -8,22 +8,33 @@ connections served while the app answers each new request with 503 and
 ``QUIET_S`` (or after ``DRAIN_S``) uvicorn's own shutdown closes what is left and runs the
 lifespan shutdown (batcher drain, capture flush).
 
-With several workers, uvicorn's process manager builds one ``Server`` per worker;
-:func:`run_workers` has it build ours instead and still replaces any worker that dies.
+With several workers, :func:`run_workers` is a small supervisor over uvicorn's public API
+(``Config.bind_socket``, ``Server.run(sockets=...)``): the parent binds the socket once and
+starts one spawned process per worker, each running a ``DrainingServer`` on that socket. A
+worker that dies is replaced (the parent waits on the processes' sentinels); SIGTERM or
+SIGINT to the parent is passed to every worker, which drains as above, and the parent exits
+once they have, killing any still alive after ``GRACEFUL_S``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import multiprocessing
+import signal
 import socket
+import threading
 import time
+from multiprocessing.connection import wait
 from typing import Any
 
 import uvicorn
-from uvicorn.supervisors import multiprocess
 
 DRAIN_S = 10.0
 QUIET_S = 0.3
+GRACEFUL_S = 25.0  # SIGTERM to SIGKILL is 30 s on SageMaker: the workers' drain fits inside
+
+log = logging.getLogger("fraud.serving.server")
 
 
 def _find_app(app: Any) -> Any:
@@ -49,20 +60,47 @@ class DrainingServer(uvicorn.Server):
         await super().shutdown(sockets=None)
 
 
-class DrainingProcess(multiprocess.Process):
-    @property
-    def server(self) -> uvicorn.Server:
-        if self._server is None:
-            self._server = DrainingServer(config=self.config)
-        return self._server
-
-
 def run_single(config: uvicorn.Config) -> None:
     DrainingServer(config).run()
 
 
-def run_workers(config: uvicorn.Config) -> None:
-    # the process manager names its worker class as a module global; point it at ours
-    multiprocess.Process = DrainingProcess  # type: ignore[misc]
+def _worker(config: uvicorn.Config, sock: socket.socket) -> None:
+    DrainingServer(config).run(sockets=[sock])
+
+
+def run_workers(config: uvicorn.Config, workers: int) -> None:
+    """``workers`` processes serving one socket; dead ones replaced until SIGTERM/SIGINT."""
     sock = config.bind_socket()
-    multiprocess.Multiprocess(config, sockets=[sock]).run()
+    spawn = multiprocessing.get_context("spawn")
+    stopping = threading.Event()
+
+    def start() -> Any:
+        proc = spawn.Process(target=_worker, args=(config, sock), daemon=False)
+        proc.start()
+        return proc
+
+    def on_signal(signum: int, frame: object) -> None:
+        stopping.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, on_signal)
+    procs = [start() for _ in range(workers)]
+    while not stopping.is_set():
+        wait([p.sentinel for p in procs], timeout=0.5)
+        for i, proc in enumerate(procs):
+            if not proc.is_alive() and not stopping.is_set():
+                log.warning(
+                    "worker died; starting a replacement",
+                    extra={"fields": {"pid": proc.pid, "exitcode": proc.exitcode}},
+                )
+                procs[i] = start()
+    for proc in procs:
+        if proc.is_alive():
+            proc.terminate()  # SIGTERM: each worker drains
+    deadline = time.monotonic() + GRACEFUL_S
+    for proc in procs:
+        proc.join(max(0.0, deadline - time.monotonic()))
+        if proc.is_alive():
+            proc.kill()
+            proc.join()
+    sock.close()

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from core.cpus import cpu_count
 from core.errors import FraudError
+from serving.codecs import JSON, RESPONSE_TYPES
 
 MB = 1024 * 1024
 
@@ -28,7 +29,7 @@ class Settings:
     port: int = 8080
     workers: int = 1
     timeout_s: float = 60.0
-    default_accept: str = "application/json"
+    default_accept: str = JSON
     max_payload_bytes: int = 6 * MB
     batch_strategy: str = "MULTI_RECORD"
     max_concurrent_transforms: int = 1
@@ -80,7 +81,7 @@ class Settings:
             "port": get("SAGEMAKER_BIND_TO_PORT", int, 8080),
             "workers": get("SAGEMAKER_MODEL_SERVER_WORKERS", int, default_workers),
             "timeout_s": get("SAGEMAKER_MODEL_SERVER_TIMEOUT", float, 60.0),
-            "default_accept": env.get("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT", "application/json"),
+            "default_accept": env.get("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT", JSON),
             "max_payload_bytes": _megabytes(get("SAGEMAKER_MAX_PAYLOAD_IN_MB", float, 6.0)),
             "batch_strategy": env.get("SAGEMAKER_BATCH_STRATEGY", "MULTI_RECORD"),
             "max_concurrent_transforms": get("SAGEMAKER_MAX_CONCURRENT_TRANSFORMS", int, 1),
@@ -119,11 +120,7 @@ class Settings:
             "batch_strategy": self.batch_strategy in {"MULTI_RECORD", "SINGLE_RECORD"},
         }
         # an unsupported default would turn every request without Accept into an error
-        checks["default_accept"] = self.default_accept in {
-            "application/json",
-            "text/csv",
-            "application/jsonlines",
-        }
+        checks["default_accept"] = self.default_accept in RESPONSE_TYPES
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
             raise SettingsError(f"out of range: { ({n: getattr(self, n) for n in bad}) }")

@@ -409,6 +409,7 @@ def test_negotiate_rejects_an_unsupported_default_as_a_configuration_error() -> 
 
 # --- encode --------------------------------------------------------------------------------
 
+VERSIONS = {"model_version": "m", "thresholds_version": "t", "precision": "fp32"}
 PREDICTIONS: list[dict[str, object]] = [
     {"score": 0.123456789, "is_fraud": False, "transaction_id": "t1"},
     {"score": 0.9, "is_fraud": True, "transaction_id": "t2"},
@@ -416,40 +417,37 @@ PREDICTIONS: list[dict[str, object]] = [
 
 
 def test_encode_json_round_trips_with_versions_and_compact_separators() -> None:
-    body = encode(PREDICTIONS, JSON, "model-3", "thr-7")
-    assert json.loads(body) == {
-        "predictions": PREDICTIONS,
-        "model_version": "model-3",
-        "thresholds_version": "thr-7",
-    }
+    versions = {"model_version": "model-3", "thresholds_version": "thr-7", "precision": "fp32"}
+    body = encode(PREDICTIONS, JSON, versions)
+    assert json.loads(body) == {"predictions": PREDICTIONS, **versions}
     assert b" " not in body
 
 
 def test_encode_csv_writes_one_score_per_line() -> None:
-    body = encode(PREDICTIONS, CSV, "m", "t")
+    body = encode(PREDICTIONS, CSV, VERSIONS)
     assert body.endswith(b"\n")
     scores = [float(line) for line in body.decode().splitlines()]
     assert scores == pytest.approx([0.123456789, 0.9], rel=1e-8)
 
 
 def test_encode_json_lines_writes_one_prediction_per_line() -> None:
-    body = encode(PREDICTIONS, JSONLINES, "m", "t")
+    body = encode(PREDICTIONS, JSONLINES, VERSIONS)
     assert body.endswith(b"\n")
     assert [json.loads(line) for line in body.splitlines()] == PREDICTIONS
 
 
 def test_encode_accepts_numpy_scalars() -> None:
     predictions: list[dict[str, object]] = [{"score": np.float32(0.5), "is_fraud": np.bool_(1)}]
-    assert json.loads(encode(predictions, JSON, "m", "t"))["predictions"] == [
+    assert json.loads(encode(predictions, JSON, VERSIONS))["predictions"] == [
         {"score": 0.5, "is_fraud": True}
     ]
-    assert encode(predictions, CSV, "m", "t") == b"0.5\n"
+    assert encode(predictions, CSV, VERSIONS) == b"0.5\n"
 
 
 @pytest.mark.parametrize("accept", [JSON, CSV, JSONLINES])
 def test_encode_refuses_a_non_finite_score_rather_than_write_invalid_output(accept: str) -> None:
     with pytest.raises(ValueError):
-        encode([{"score": math.nan}], accept, "m", "t")
+        encode([{"score": math.nan}], accept, VERSIONS)
 
 
 # --- validation ----------------------------------------------------------------------------

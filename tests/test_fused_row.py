@@ -1,7 +1,10 @@
-"""The batch-1 C kernel (optimize/fused_row.py): same scores as PyTorch, refused when absent."""
+"""The batch-1 C kernel (optimize/fused_row.py): same scores as PyTorch, refused when absent
+or built for another ABI."""
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +16,7 @@ from model.network import FraudNet
 from optimize import fused_row
 from optimize.backends import candidates, discover
 from optimize.errors import RuntimeUnavailable
-from optimize.export import random_rows, torch_scores
+from optimize.export import FusedForm, random_rows, torch_scores
 from optimize.fused_row import FusedRowBackend
 
 needs_kernel = pytest.mark.skipif(
@@ -33,7 +36,8 @@ def _network(hidden: list[int], members: int, activation: str) -> dict[str, Any]
 
 
 def _saved(tmp_path: Path, network: dict[str, Any]) -> tuple[FraudNet, Path]:
-    """An untrained network with random standardisation and calibration, saved as weights."""
+    """An untrained network with random standardisation and calibration, saved as the
+    kernel's arrays (as a package's model.fused_row.npz)."""
     torch.manual_seed(1)
     cfg = {**network, "ratio_pairs": [tuple(p) for p in network["ratio_pairs"]]}
     net = FraudNet(**cfg)
@@ -43,15 +47,15 @@ def _saved(tmp_path: Path, network: dict[str, Any]) -> tuple[FraudNet, Path]:
         net.scale.copy_(torch.rand(n_inputs) * 4 + 0.5)
         net.calib_slope.fill_(0.8)
         net.calib_intercept.fill_(-0.7)
-    path = tmp_path / "model.pt"
-    torch.save(net.state_dict(), path)
+    path = tmp_path / "model.fused_row.npz"
+    np.savez(path, **FusedForm(net.eval()).kernel_arrays())  # type: ignore[arg-type]
     return net.eval(), path
 
 
 def _loaded(tmp_path: Path, network: dict[str, Any]) -> tuple[FraudNet, FusedRowBackend]:
     """The saved network and the kernel backend loaded from it."""
     net, weights = _saved(tmp_path, network)
-    backend = FusedRowBackend(weights, network)
+    backend = FusedRowBackend(weights)
     backend.load()
     return net, backend
 
@@ -95,7 +99,7 @@ def test_kernel_is_refused_when_its_library_is_absent(
     network = _network([16], 1, "relu")
     _, weights = _saved(tmp_path, network)
     with pytest.raises(RuntimeUnavailable, match="not built"):
-        FusedRowBackend(weights, network).load()
+        FusedRowBackend(weights).load()
     status = {s.name: s for s in discover()}["c-cpu"]
     assert not status.available and "not built" in status.reason
 
@@ -111,7 +115,7 @@ def test_kernel_refuses_columns_outside_the_row(tmp_path: Path) -> None:
     network = {**_network([16], 1, "relu"), "log_columns": [0, 3, 15]}  # past the row
     _, weights = _saved(tmp_path, network)
     with pytest.raises(RuntimeUnavailable, match="not all in"):
-        FusedRowBackend(weights, network).load()
+        FusedRowBackend(weights).load()
 
 
 @needs_kernel
@@ -123,3 +127,20 @@ def test_kernel_passes_nan_through_as_pytorch_does(tmp_path: Path) -> None:
     assert np.isnan(torch_scores(net, x)).all()
     assert np.isnan(backend.predict(x)).all()
     assert np.isnan(backend.predict(x[:1])).all()
+
+
+@needs_kernel
+def test_kernel_built_for_another_abi_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    compiler = shutil.which("cc")
+    assert compiler is not None  # needs_kernel: make install compiled the real one
+    other = tmp_path / "libfusedrow.so"
+    source = Path(fused_row.__file__).parent / "kernel" / "fused_row.c"
+    cmd = [compiler, "-O1", "-fPIC", "-shared", "-DFUSED_ROW_ABI_VERSION=1", "-o", str(other)]
+    subprocess.run([*cmd, str(source), "-lm"], check=True)
+    monkeypatch.setattr(fused_row, "LIBRARY", other)
+    _, weights = _saved(tmp_path, _network([16], 1, "relu"))
+    with pytest.raises(RuntimeUnavailable, match=r"ABI 1 .* expects ABI 2"):
+        FusedRowBackend(weights).load()
+    assert not {s.name: s for s in discover()}["c-cpu"].available

@@ -23,7 +23,8 @@ CPU = ROOT / "Dockerfile"
 GPU = ROOT / "Dockerfile.gpu"
 IMAGES = [pytest.param(CPU, id="cpu"), pytest.param(GPU, id="gpu")]
 DISPATCHER = ROOT / "docker" / "entrypoint.sh"
-GPU_REQUIREMENTS = ROOT / "requirements-gpu.txt"
+GPU_REQUIREMENTS = ROOT / "requirements" / "gpu.txt"
+RUNTIME_LOCK = ROOT / "requirements" / "runtime.lock"
 HADOLINT = Path(sys.executable).parent / "hadolint"
 BIND_LABEL = "com.amazonaws.sagemaker.capabilities.accept-bind-to-port=true"
 
@@ -106,14 +107,47 @@ def test_entrypoint_is_exec_form_and_runs_the_dispatcher(dockerfile: Path) -> No
 
 
 @pytest.mark.parametrize("dockerfile", IMAGES)
-def test_dependencies_come_from_the_lock_and_the_project_without_deps(dockerfile: Path) -> None:
+def test_dependencies_come_from_the_runtime_lock_and_the_project_without_deps(
+    dockerfile: Path,
+) -> None:
     runs = args_of(dockerfile, "RUN")
-    assert any("requirements.lock" in args.split() for args in args_of(dockerfile, "COPY"))
-    assert any(re.search(r"pip install .*-r requirements\.lock", run) for run in runs), runs
+    assert any("requirements/runtime.lock" in args.split() for args in args_of(dockerfile, "COPY"))
+    assert any(re.search(r"pip install .*-r requirements/runtime\.lock", run) for run in runs)
     assert any(re.search(r"pip install .*--no-deps .*\.(\s|$)", run) for run in runs), runs
     pip_installs = [cmd for run in runs for cmd in run.split("&&") if "pip install" in cmd]
     for cmd in pip_installs:
         assert "--no-cache-dir" in cmd, cmd
+
+
+def _stage(dockerfile: Path, name: str) -> list[tuple[str, str]]:
+    """The instructions of stage ``name`` (from its FROM to the next)."""
+    out: list[tuple[str, str]] = []
+    inside = False
+    for kw, args in instructions(dockerfile):
+        if kw == "FROM":
+            inside = args.endswith(f" AS {name}")
+        if inside:
+            out.append((kw, args))
+    return out
+
+
+def test_cpu_serving_image_installs_the_runtime_lock_only() -> None:
+    froms = args_of(CPU, "FROM")
+    assert froms[-1] == "runtime AS serve", froms  # the default target serves
+    runtime = " ".join(args for _, args in _stage(CPU, "runtime"))
+    assert "build.lock" not in runtime and "dev.lock" not in runtime
+    copied = {args.split()[0].rstrip("/") for kw, args in _stage(CPU, "runtime") if kw == "COPY"}
+    assert {"core", "optimize", "serving"} <= copied
+    assert not copied & {"benchmarks", "tests", "cli", "model", "deploy"}, copied
+    train = " ".join(args for _, args in _stage(CPU, "train"))
+    assert "-r requirements/build.lock" in train
+
+
+def test_runtime_lock_holds_no_build_or_test_tools() -> None:
+    names = {line.split("==")[0].lower() for line in RUNTIME_LOCK.read_text().splitlines()}
+    for tool in ("torch", "onnx", "pandas", "scikit-learn", "xgboost-cpu", "pytest", "moto"):
+        assert tool not in names, tool
+    assert {"onnxruntime", "uvicorn", "numpy"} <= names
 
 
 @pytest.mark.parametrize("dockerfile", IMAGES)
@@ -128,15 +162,14 @@ def test_image_installs_no_nvidia_driver(dockerfile: Path) -> None:
 
 
 @pytest.mark.parametrize("dockerfile", IMAGES)
-def test_image_copies_every_package_pyproject_installs(dockerfile: Path) -> None:
+def test_image_copies_what_the_server_imports_and_never_the_whole_context(
+    dockerfile: Path,
+) -> None:
     # the sources are copied folder by folder (the build context also holds .venv/ and
-    # artifacts/); a package added to pyproject.toml must be added to both images
-    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    include = pyproject["tool"]["setuptools"]["packages"]["find"]["include"]
-    packages = sorted({pattern.rstrip("*").rstrip(".") for pattern in include})
+    # artifacts/); the server needs core, optimize and serving
     copied = {args.split()[0].rstrip("/") for args in args_of(dockerfile, "COPY")}
-    missing = [p for p in packages if p not in copied]
-    assert not missing, f"{dockerfile.name} does not copy {missing}"
+    assert {"core", "optimize", "serving"} <= copied, copied
+    assert "benchmarks" not in copied
     assert "." not in copied, "COPY . would bring .venv/ and artifacts/ into the image"
 
 
@@ -145,7 +178,7 @@ def test_image_sets_python_environment(dockerfile: Path) -> None:
     env = " ".join(args_of(dockerfile, "ENV")).split()
     assert "PYTHONUNBUFFERED=1" in env
     assert "PYTHONDONTWRITEBYTECODE=1" in env
-    assert args_of(dockerfile, "WORKDIR")[-1] == "/opt/program"  # the final stage's
+    assert args_of(dockerfile, "WORKDIR")[-1] == "/opt/program"  # the serving stage's
 
 
 def final_base(dockerfile: Path) -> str:
@@ -158,7 +191,7 @@ def test_image_carries_the_c_kernel_built_in_a_stage_without_the_compiler(
     dockerfile: Path,
 ) -> None:
     stages = args_of(dockerfile, "FROM")
-    assert len(stages) == 2 and stages[0].endswith(" AS kernel"), stages
+    assert stages[0].endswith(" AS kernel"), stages
     built = [run for run in args_of(dockerfile, "RUN") if "-o libfusedrow.so" in run]
     assert len(built) == 1 and "fused_row.c" in built[0] and "-shared" in built[0], built
     copies = [args.split() for args in args_of(dockerfile, "COPY")]
@@ -174,7 +207,7 @@ def test_image_carries_the_c_kernel_built_in_a_stage_without_the_compiler(
 
 
 def test_cpu_image_is_slim_python_311_with_cpu_torch() -> None:
-    base = final_base(CPU)
+    base = _stage(CPU, "runtime")[0][1].removesuffix(" AS runtime")
     assert re.fullmatch(r"python:3\.11(\.\d+)?-slim-[a-z]+", base), base
     assert "https://download.pytorch.org/whl/cpu" in " ".join(args_of(CPU, "RUN"))
 
@@ -191,9 +224,9 @@ def test_gpu_image_is_cuda_12_with_matching_torch_wheels() -> None:
 
 def test_gpu_image_swaps_cpu_onnxruntime_for_the_gpu_build() -> None:
     commands = [c.strip() for run in args_of(GPU, "RUN") for c in run.split("&&")]
-    lock = next(i for i, c in enumerate(commands) if "-r requirements.lock" in c)
+    lock = next(i for i, c in enumerate(commands) if "-r requirements/runtime.lock" in c)
     uninstall = next(i for i, c in enumerate(commands) if c == "pip uninstall -y onnxruntime")
-    gpu = next(i for i, c in enumerate(commands) if "-r requirements-gpu.txt" in c)
+    gpu = next(i for i, c in enumerate(commands) if "-r requirements/gpu.txt" in c)
     assert lock < uninstall < gpu
 
 

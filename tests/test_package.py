@@ -16,8 +16,9 @@ from onnx import numpy_helper
 from model import model_dir
 from model.errors import ModelDirError
 from model.network import FraudNet
-from optimize import package
+from optimize import package, package_files
 from optimize.backends import OrtBackend, TensorRTBackend, TorchBackend, discover
+from optimize.buckets import bucket_for
 from optimize.errors import (
     ChecksumError,
     ExportError,
@@ -27,7 +28,8 @@ from optimize.errors import (
 )
 from optimize.export import FusedForm, export_onnx, onnx_scores, random_rows, torch_scores
 from optimize.guard import judge
-from optimize.selection import bucket_for, pick, select
+from optimize.precision import FAMILIES
+from optimize.selection import pick, select
 from optimize.thresholds import choose_thresholds, decide
 
 
@@ -43,8 +45,8 @@ def built(small_package: Path) -> Path:
 
 def test_package_has_the_sagemaker_layout(built: Path) -> None:
     names = {str(p.relative_to(built)) for p in built.rglob("*") if p.is_file()}
-    assert set(package.REQUIRED) <= names
-    manifest = package.verify(built)
+    assert set(package_files.REQUIRED) <= names
+    manifest = package_files.verify(built)
     assert manifest["files"].keys() == names - {"manifest.json"}
     assert [f["name"] for f in manifest["features"]][:2] == ["amount", "is_weekend"]
     assert len(manifest["model_version"]) == 16
@@ -106,13 +108,15 @@ def test_fused_form_needs_a_hidden_layer(tmp_path: Path) -> None:
 
 
 def test_every_variant_is_judged_and_served_ones_passed(built: Path) -> None:
-    manifest = package.verify(built)
+    manifest = package_files.verify(built)
     guard = manifest["guard"]["variants"]
     assert set(guard) == {"fused", "ort_opt", "fp16", "int8_dynamic", "int8_static"}
+    family = FAMILIES[manifest["precision"]]
     for name, result in guard.items():
         assert result["reason"]
-        assert (name in manifest["variants"]) == result["accepted"]
-        assert (built / f"model.{name}.onnx").exists() == result["accepted"]
+        served = name in manifest["variants"]
+        assert served == (result["accepted"] and name in family), name
+        assert (built / f"model.{name}.onnx").exists() == served
 
 
 def test_the_guard_rejects_a_damaged_variant(trained: Path, built: Path, tmp_path: Path) -> None:
@@ -142,7 +146,7 @@ def test_verifier_catches_a_flipped_byte_in_every_file(built: Path, tmp_path: Pa
         data[len(data) // 2] ^= 0x01
         (copy / rel).write_bytes(bytes(data))
         with pytest.raises(PackageError, match=rel.name):
-            package.verify(copy, rerun_parity=False)
+            package_files.verify(copy)
 
 
 def test_verifier_names_a_missing_file(built: Path, tmp_path: Path) -> None:
@@ -150,14 +154,14 @@ def test_verifier_names_a_missing_file(built: Path, tmp_path: Path) -> None:
     shutil.copytree(built, copy)
     (copy / "baseline" / "constraints.json").unlink()
     with pytest.raises(MissingFileError, match="constraints.json is missing"):
-        package.verify(copy)
+        package_files.verify(copy)
 
 
 def test_package_round_trips_through_model_tar_gz(built: Path, tmp_path: Path) -> None:
-    package.archive(built, tmp_path / "model.tar.gz")
-    package.extract(tmp_path / "model.tar.gz", tmp_path / "opt_ml_model")
-    manifest = package.verify(tmp_path / "opt_ml_model")
-    assert manifest == package.verify(built)
+    package_files.archive(built, tmp_path / "model.tar.gz")
+    package_files.extract(tmp_path / "model.tar.gz", tmp_path / "opt_ml_model")
+    manifest = package_files.verify(tmp_path / "opt_ml_model")
+    assert manifest == package_files.verify(built)
 
 
 def test_a_failed_build_leaves_nothing_that_looks_valid(trained: Path, tmp_path: Path) -> None:
@@ -212,7 +216,7 @@ def test_backend_discovery_reports_absent_gpu_runtimes_with_reasons() -> None:
 
 
 def test_backends_agree_on_the_packaged_model(built: Path) -> None:
-    manifest = package.verify(built)
+    manifest = package_files.verify(built)
     x = random_rows([(f["min"], f["max"]) for f in manifest["features"]], 256)
     torch_backend = TorchBackend(built / "model.pt", manifest["network"])
     torch_backend.load()
@@ -282,4 +286,4 @@ def test_a_tampered_manifest_is_refused(built: Path, tmp_path: Path) -> None:
     manifest["parity"]["real_max_abs_diff"] = 0.0
     (copy / "manifest.json").write_text(json.dumps(manifest, sort_keys=True, indent=2) + "\n")
     with pytest.raises(ChecksumError, match="own digest"):
-        package.verify(copy)
+        package_files.verify(copy)

@@ -7,7 +7,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -19,16 +18,11 @@ import httpx
 import numpy as np
 import pytest
 
+from benchmarks import servers
 from core.features import FEATURE_NAMES
 from optimize.export import onnx_scores
 
 ROW = [42.5, 0, 1, 2, 40.0, 9, 51.2, 40, 48.7, 3, 0.0, 20, 0.05, 90, 0.01]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Server:
@@ -36,7 +30,7 @@ class Server:
 
     def __init__(self, root: Path, env: dict[str, str] | None = None) -> None:
         self.root = root
-        self.port = _free_port()
+        self.port = servers.free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = root / "server.log"
         full_env = {
@@ -57,16 +51,7 @@ class Server:
             )
 
     def wait_healthy(self, timeout_s: float = 60) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, self.log.read_text()[-3000:]
-            try:
-                if httpx.get(self.url + "/ping", timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        raise AssertionError(f"not healthy in {timeout_s}s:\n{self.log.read_text()[-3000:]}")
+        servers.wait_healthy("serve", self.proc, self.port, self.log, timeout_s)
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -473,12 +458,7 @@ def test_sigterm_under_load_answers_every_accepted_request_and_flushes_capture(
     assert captured == statuses.count(200)
 
 
-def test_several_workers_serve_and_each_drains_on_sigterm(
-    small_package: Path, tmp_path: Path
-) -> None:
-    root = _opt_ml(tmp_path, small_package)
-    srv = Server(root, {"SAGEMAKER_MODEL_SERVER_WORKERS": "2"})
-    srv.wait_healthy()
+def _twenty_single_rows_answered(srv: Server) -> None:
     with httpx.Client(timeout=10) as c:
         for _ in range(20):
             r = c.post(
@@ -487,9 +467,51 @@ def test_several_workers_serve_and_each_drains_on_sigterm(
                 headers={"content-type": "application/json"},
             )
             assert r.status_code == 200
+
+
+def test_several_workers_serve_and_each_drains_on_sigterm(
+    small_package: Path, tmp_path: Path
+) -> None:
+    root = _opt_ml(tmp_path, small_package)
+    srv = Server(root, {"SAGEMAKER_MODEL_SERVER_WORKERS": "2"})
+    srv.wait_healthy()
+    _twenty_single_rows_answered(srv)
     srv.proc.send_signal(signal.SIGTERM)
     assert srv.proc.wait(timeout=30) in (0, -signal.SIGTERM)
     messages = _messages(srv.log.read_text())
     assert messages.count("model loaded") == 2  # one per worker process
     assert messages.count("draining") == 2
     assert messages.count("shut down") == 2
+
+
+def _worker_pids(parent: int) -> set[int]:
+    children = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
+    return {
+        int(pid) for pid in children if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    }
+
+
+def test_a_killed_worker_is_replaced_and_the_others_keep_serving(
+    small_package: Path, tmp_path: Path
+) -> None:
+    root = _opt_ml(tmp_path, small_package)
+    srv = Server(root, {"SAGEMAKER_MODEL_SERVER_WORKERS": "2"})
+    srv.wait_healthy()
+    before = _worker_pids(srv.proc.pid)
+    assert len(before) == 2
+    victim = min(before)
+    os.kill(victim, signal.SIGKILL)
+    deadline = time.monotonic() + 120  # generous: the replacement imports and loads afresh
+    while time.monotonic() < deadline:
+        now = _worker_pids(srv.proc.pid)
+        if len(now) == 2 and victim not in now:
+            break
+        time.sleep(0.1)
+    assert len(now) == 2 and victim not in now, now
+    while _messages(srv.log.read_text()).count("model loaded") < 3:
+        assert time.monotonic() < deadline, "the replacement never loaded the model"
+        time.sleep(0.1)
+    _twenty_single_rows_answered(srv)
+    assert "worker died; starting a replacement" in _messages(srv.log.read_text())
+    srv.proc.send_signal(signal.SIGTERM)
+    assert srv.proc.wait(timeout=30) in (0, -signal.SIGTERM)

@@ -6,13 +6,19 @@
  * Why it exists: a lone single-record request is the common case, and ONNX Runtime's fixed
  * cost per run (about 5 us warm, ~20 us when the core went idle between requests) is larger
  * than this network's arithmetic. Loaded with ctypes by optimize.fused_row.FusedRowBackend,
- * which checks it against PyTorch before the server may pick it.
+ * which checks the ABI below and the package's reference scores before the server may pick it.
  *
  * Weights are row-major with the input dimension first: w[i * n_out + j] links input i to
  * output j. The caller owns every buffer; nothing here allocates.
  */
 #include <math.h>
 #include <stddef.h>
+
+/* Bump whenever fused_net or a function signature changes: the loader refuses a library
+ * whose version or struct size differs from its ctypes description. */
+#ifndef FUSED_ROW_ABI_VERSION
+#define FUSED_ROW_ABI_VERSION 2
+#endif
 
 typedef struct {
     int n_features;  /* raw features in a row */
@@ -73,6 +79,10 @@ static int widest(const fused_net *n) {
         if (n->rest_width[l] > w) w = n->rest_width[l];
     return w;
 }
+
+int fused_row_abi_version(void) { return FUSED_ROW_ABI_VERSION; }
+
+int fused_row_struct_size(void) { return (int)sizeof(fused_net); }
 
 /* Floats of scratch space `net` needs. */
 int fused_row_scratch_floats(const fused_net *n) {

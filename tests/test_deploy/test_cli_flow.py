@@ -8,12 +8,16 @@ from pathlib import Path
 import pytest
 
 from cli.main import run
+from deploy.aws import Clients
+from deploy.config import AwsSettings
 from deploy.requests import Platform
 from tests.test_deploy.conftest import make_tarball
+from tests.test_deploy.stack import put_stack_alarms
 
 
 def test_package_plan_apply_status_from_the_command_line(
     moto_url: str,
+    aws: AwsSettings,
     platform: Platform,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -28,6 +32,8 @@ def test_package_plan_apply_status_from_the_command_line(
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("AWS_PROFILE", raising=False)
     tarball = make_tarball(tmp_path / "model.tar.gz")
+    clients = Clients.connect(aws)
+    put_stack_alarms(clients.cloudwatch, clients.sns, "fraud-cli")
     artifacts = tmp_path / "artifacts"
 
     package = ["deploy", "package", "--tarball", str(tarball), "--bucket", platform.bucket]

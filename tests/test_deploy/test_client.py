@@ -1,4 +1,7 @@
-"""The payment-system client against a real local HTTP server that answers, fails or sleeps."""
+"""The payment-system client against one stub front door per region, real HTTP servers on
+loopback that answer, fail (5xx), throttle (429), hang past the deadline or refuse bad input.
+The failover drill walks a whole outage: region A fails, traffic moves to B within the
+deadline with no request failing, and comes back to A once A is healthy."""
 
 from __future__ import annotations
 
@@ -10,107 +13,215 @@ from collections.abc import Iterator
 
 import pytest
 
-from deploy.client import Decision, FallbackPolicy, FraudClient, sigv4_signer
+from deploy.client import Decision, FallbackPolicy, FraudClient, Region, sigv4_signer
 from deploy.errors import SettingsError
 
 FEATURES = [0.5] * 15
+A, B = "eu-west-1", "us-east-1"
 
 
-class _Handler(http.server.BaseHTTPRequestHandler):
-    # behaviour per path: "ok", "slow", "flaky" (one 503, then ok), "bad" (400)
-    calls: dict[str, int] = {}
-    headers_seen: list[dict[str, str]] = []
+class _QuietServer(http.server.ThreadingHTTPServer):
+    daemon_threads = True
 
-    def do_POST(self) -> None:  # noqa: N802 (http.server's name)
-        self.rfile.read(int(self.headers["Content-Length"]))
-        n = self.calls[self.path] = self.calls.get(self.path, 0) + 1
-        self.headers_seen.append(dict(self.headers))
-        if self.path == "/slow":
-            time.sleep(0.5)
-        if (self.path == "/flaky" and n == 1) or self.path == "/bad":
-            status = 503 if self.path == "/flaky" else 400
-            self.send_response(status)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-            return
-        body = json.dumps({"predictions": [{"score": 0.01, "decision": "approve"}]}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-        pass
+    def handle_error(self, request: object, client_address: object) -> None:
+        pass  # a client that gave up on a hanging request closed its socket: expected here
 
 
-@pytest.fixture(scope="module")
-def server_url() -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+class StubRegion:
+    """One region's front door: ``mode`` is "ok", "5xx", "throttle", "hang", "bad"
+    or "drop" (answers, then closes the connection)."""
+
+    def __init__(self, name: str) -> None:
+        self.name, self.mode = name, "ok"
+        self.requests = 0
+        self.connections = 0
+        self.authorizations: list[str] = []
+        self.release = threading.Event()  # ends hanging requests at teardown
+        stub = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive: the client's pool is observable
+
+            def setup(self) -> None:
+                stub.connections += 1
+                super().setup()
+
+            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+                self.rfile.read(int(self.headers["Content-Length"]))
+                stub.requests += 1
+                stub.authorizations.append(self.headers.get("Authorization", ""))
+                if stub.mode == "hang":
+                    stub.release.wait(5.0)
+                status = {"5xx": 503, "throttle": 429, "bad": 400}.get(stub.mode, 200)
+                body = b'{"message": "failed"}'
+                if status == 200:
+                    prediction = {"score": 0.01, "decision": "approve", "region": stub.name}
+                    body = json.dumps({"predictions": [prediction]}).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+                self.close_connection = stub.mode == "drop"
+
+            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+                pass
+
+        self.server = _QuietServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+        self.region = Region(name, f"http://127.0.0.1:{self.server.server_address[1]}/invocations")
+
+    def stop(self) -> None:
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()
 
 
-def test_score_arrives_within_the_deadline(server_url: str) -> None:
-    decision = FraudClient(f"{server_url}/ok", deadline_s=2.0).score("m1", FEATURES, 10.0)
-    assert decision == Decision("approve", 0.01, False, "scored", 1)
+OPENED: list[FraudClient] = []
 
 
-def test_slow_server_gets_the_fail_open_rule_decision_in_time(server_url: str) -> None:
-    client = FraudClient(
-        f"{server_url}/slow",
-        deadline_s=0.1,
-        default_policy=FallbackPolicy("open", review_above=500.0),
+@pytest.fixture()
+def regions() -> Iterator[tuple[StubRegion, StubRegion]]:
+    a, b = StubRegion(A), StubRegion(B)
+    yield a, b
+    while OPENED:
+        OPENED.pop().close()
+    a.stop()
+    b.stop()
+
+
+def _client(a: StubRegion | Region, b: StubRegion, **kwargs: object) -> FraudClient:
+    settings: dict[str, object] = {"deadline_s": 2.0, "cooldown_s": 60.0} | kwargs
+    first = a.region if isinstance(a, StubRegion) else a
+    OPENED.append(FraudClient([first, b.region], **settings))  # type: ignore[arg-type]
+    return OPENED[-1]
+
+
+def test_failover_drill_moves_to_b_and_back_to_a(regions: tuple[StubRegion, StubRegion]) -> None:
+    a, b = regions
+    client = _client(a, b, deadline_s=1.0, cooldown_s=0.3)
+    # both healthy: A answers, over one kept-alive connection
+    for _ in range(5):
+        assert client.score("m1", FEATURES, 10.0).region == A
+    assert (a.requests, a.connections, b.requests) == (5, 1, 0)
+
+    # A hangs: its attempt is cut at 60 % of the deadline and B still answers in time
+    a.mode = "hang"
+    decision = client.score("m1", FEATURES, 10.0)
+    assert not decision.fallback and decision.region == B
+    assert decision.trail == (f"{A}: no answer within 600 ms", f"{B}: scored")
+    # A is marked down: the next calls go straight to B, none fails
+    before = a.requests
+    for _ in range(5):
+        assert client.score("m1", FEATURES, 10.0) == Decision(
+            "approve", 0.01, False, "scored", 1, B, (f"{B}: scored",), degraded=True
+        )
+    assert a.requests == before
+
+    # A recovers; once its cooldown has passed it is tried first again and keeps the traffic
+    a.mode = "ok"
+    time.sleep(0.35)
+    assert [client.score("m1", FEATURES, 10.0).region for _ in range(3)] == [A, A, A]
+
+
+@pytest.mark.parametrize(("mode", "outcome"), [("5xx", "HTTP 503"), ("throttle", "HTTP 429")])
+def test_5xx_and_throttles_fail_over_at_once(
+    regions: tuple[StubRegion, StubRegion], mode: str, outcome: str
+) -> None:
+    a, b = regions
+    a.mode = mode
+    decision = _client(a, b).score("m1", FEATURES, 10.0)
+    assert decision.region == B and decision.attempts == 2 and not decision.fallback
+    assert decision.trail == (f"{A}: {outcome}", f"{B}: scored")
+
+
+def test_the_fallback_decides_only_when_every_region_fails(
+    regions: tuple[StubRegion, StubRegion],
+) -> None:
+    a, b = regions
+    a.mode, b.mode = "5xx", "hang"
+    client = _client(
+        a, b, deadline_s=0.2, default_policy=FallbackPolicy("open", review_above=500.0)
     )
-    started = time.monotonic()
     small = client.score("m1", FEATURES, amount=20.0)
-    elapsed = time.monotonic() - started
     assert small.fallback and small.decision == "approve" and small.score is None
-    assert "no answer within 100 ms" in small.reason
-    assert elapsed < 0.4  # the server sleeps 0.5 s: the client did not wait for it
+    assert small.reason.startswith("every region failed") and small.attempts == 2
     assert client.score("m1", FEATURES, amount=900.0).decision == "review"
+    closed = _client(a, b, deadline_s=0.2, policies={"risky": FallbackPolicy("closed")})
+    assert closed.score("risky", FEATURES, 5.0).decision == "decline"
 
 
-def test_fail_closed_merchant_is_declined_when_no_score_arrives(server_url: str) -> None:
-    client = FraudClient(
-        f"{server_url}/slow", deadline_s=0.1, policies={"risky": FallbackPolicy("closed")}
-    )
-    assert client.score("risky", FEATURES, 5.0).decision == "decline"
-    assert client.score("other", FEATURES, 5.0).decision == "approve"  # default: open
-
-
-def test_one_retry_after_a_fast_503(server_url: str) -> None:
-    decision = FraudClient(f"{server_url}/flaky", deadline_s=2.0).score("m1", FEATURES, 1.0)
-    assert not decision.fallback and decision.attempts == 2
-
-
-def test_client_errors_are_not_retried(server_url: str) -> None:
-    decision = FraudClient(f"{server_url}/bad", deadline_s=2.0).score("m1", FEATURES, 1.0)
+def test_a_refused_request_is_not_sent_to_the_other_region(
+    regions: tuple[StubRegion, StubRegion],
+) -> None:
+    a, b = regions
+    a.mode = "bad"
+    decision = _client(a, b).score("m1", FEATURES, 1.0)
     assert decision.fallback and decision.reason == "HTTP 400" and decision.attempts == 1
+    assert b.requests == 0
 
 
-def test_unreachable_front_door_retries_once_then_falls_back() -> None:
-    client = FraudClient("http://127.0.0.1:9/invocations", deadline_s=1.0)
-    decision = client.score("m1", FEATURES, 1.0)
-    assert decision.fallback and decision.attempts == 2 and "unreachable" in decision.reason
+def test_unreachable_region_fails_over(regions: tuple[StubRegion, StubRegion]) -> None:
+    a, b = regions
+    dead = Region(A, "http://127.0.0.1:9/invocations")
+    decision = _client(dead, b, deadline_s=1.0).score("m1", FEATURES, 1.0)
+    assert decision.region == B and decision.trail[0].startswith(f"{A}: unreachable")
 
 
-def test_sigv4_signer_adds_the_authorization_header(server_url: str) -> None:
-    signer = sigv4_signer("AKIDEXAMPLE", "secret", None, "eu-west-1")
-    FraudClient(f"{server_url}/ok", deadline_s=2.0, signer=signer).score("m1", FEATURES, 1.0)
-    auth = _Handler.headers_seen[-1]["Authorization"]
-    assert auth.startswith("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/")
-    assert "/eu-west-1/execute-api/aws4_request" in auth
+def test_each_region_gets_a_signature_for_its_own_region(
+    regions: tuple[StubRegion, StubRegion],
+) -> None:
+    a, b = regions
+    signer = sigv4_signer("AKIDEXAMPLE", "secret", None)
+    client = _client(a, b, signer=signer)
+    client.score("m1", FEATURES, 1.0)
+    a.mode = "5xx"
+    client.score("m1", FEATURES, 1.0)
+    for stub in (a, b):
+        for auth in stub.authorizations:
+            assert auth.startswith("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/")
+            assert f"/{stub.name}/execute-api/aws4_request" in auth
+
+
+def test_a_connection_the_server_closed_is_replaced_not_failed_over(
+    regions: tuple[StubRegion, StubRegion],
+) -> None:
+    a, b = regions
+    a.mode = "drop"  # answers, then closes the kept-alive connection without saying so
+    client = _client(a, b)
+    for _ in range(3):
+        assert client.score("m1", FEATURES, 1.0).trail == (f"{A}: scored",)
+    assert a.connections == 3 and b.requests == 0
 
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
-    [({"url": "ftp://x"}, "not http"), ({"url": "http://x/", "deadline_s": 0}, "positive")],
+    [
+        ({"regions": [Region(A, "http://x/")], "deadline_s": 0}, "positive"),
+        ({"regions": []}, "at least one region"),
+        ({"regions": [Region(A, "http://x/"), Region(A, "http://y/")]}, "listed twice"),
+        ({"regions": [Region(A, "http://x/")], "first_attempt_share": 0.9}, "outside"),
+    ],
 )
 def test_bad_client_settings_are_refused(kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(SettingsError, match=message):
         FraudClient(**kwargs)  # type: ignore[arg-type]
+
+
+def test_bad_region_url_is_refused() -> None:
+    with pytest.raises(SettingsError, match="not http"):
+        Region(A, "ftp://x")
+
+
+def test_a_merchant_can_let_its_rule_decide_degraded_scores(
+    regions: tuple[StubRegion, StubRegion],
+) -> None:
+    a, b = regions
+    a.mode = "5xx"
+    strict = {"strict": FallbackPolicy("closed", degraded="rule")}
+    client = _client(a, b, policies=strict)
+    ruled = client.score("strict", FEATURES, 10.0)
+    assert ruled.fallback and ruled.decision == "decline" and ruled.degraded
+    assert ruled.score == 0.01 and ruled.reason.startswith(f"degraded: scored in {B}")
+    lenient = client.score("other", FEATURES, 10.0)
+    assert not lenient.fallback and lenient.decision == "approve" and lenient.degraded

@@ -12,10 +12,11 @@ import pytest
 from deploy.aws import Clients
 from deploy.config import AwsSettings, EndpointSpec
 from deploy.endpoint import apply, plan
-from deploy.errors import PackageMismatch
-from deploy.package import PackageRecord, check_against_record, upload
-from deploy.requests import Platform, alarm_names, model_name
+from deploy.errors import NotFound, PackageMismatch
+from deploy.package import PackageRecord, check_against_record, check_uploaded, upload
+from deploy.requests import Platform, model_name, rollback_alarm_names
 from tests.test_deploy.conftest import make_tarball
+from tests.test_deploy.stack import put_stack_alarms
 
 SPEC = EndpointSpec(name="fraud-score", instance_type="ml.g4dn.xlarge", canary_percent=10)
 
@@ -31,9 +32,9 @@ def test_package_then_apply_creates_the_whole_endpoint(
     record = _package(clients, platform, tmp_path, b"v1")
     head = clients.s3.head_object(Bucket=record.bucket, Key=record.key)
     assert head["Metadata"]["sha256"] == record.sha256
-    assert plan(clients, SPEC, platform, record)[-4:-3] == [
-        f"create endpoint {SPEC.name} on {plan(clients, SPEC, platform, record)[2].split()[-1]}"
-    ]
+    put_stack_alarms(clients.cloudwatch, clients.sns, SPEC.name)
+    lines = plan(clients, SPEC, platform, record)
+    assert lines[-1] == f"create endpoint {SPEC.name} on {lines[1].split()[-1]}"
 
     sent: list[dict[str, Any]] = []
     clients.sagemaker.meta.events.register(
@@ -65,15 +66,7 @@ def test_package_then_apply_creates_the_whole_endpoint(
     metric = p["TargetTrackingScalingPolicyConfiguration"]["PredefinedMetricSpecification"]
     assert metric["PredefinedMetricType"] == "SageMakerVariantInvocationsPerInstance"
 
-    alarms = clients.cloudwatch.describe_alarms(AlarmNames=alarm_names(SPEC.name))["MetricAlarms"]
-    assert {a["MetricName"] for a in alarms} == {
-        "Invocation5XXErrors",
-        "ModelLatency",
-        "Invocations",
-    }
-    topics = [t["TopicArn"] for t in clients.sns.list_topics()["Topics"]]
-    assert all(a["AlarmActions"] == [result["topic"]] for a in alarms)
-    assert result["topic"] in topics
+    assert result["alarms"] == rollback_alarm_names(SPEC.name) and result["scaling"] == "registered"
 
     again = apply(clients, SPEC, platform, record)
     assert again["action"] == "unchanged"
@@ -84,6 +77,7 @@ def test_cpu_instance_type_gets_the_volume_key(
     clients: Clients, platform: Platform, tmp_path: Path
 ) -> None:
     spec = dataclasses.replace(SPEC, name="fraud-cpu", instance_type="ml.c5.xlarge")
+    put_stack_alarms(clients.cloudwatch, clients.sns, spec.name)
     result = apply(clients, spec, platform, _package(clients, platform, tmp_path, b"cpu"))
     config = clients.sagemaker.describe_endpoint_config(EndpointConfigName=result["config"])
     assert config["KmsKeyId"] == platform.kms_key_arn
@@ -108,3 +102,39 @@ def test_object_replaced_after_upload_is_refused_by_apply(
         apply(clients, spec, platform, record)
     names = [e["EndpointName"] for e in clients.sagemaker.list_endpoints()["Endpoints"]]
     assert spec.name not in names
+
+
+def test_apply_refuses_to_run_before_the_stack_made_its_rollback_alarms(
+    clients: Clients, platform: Platform, tmp_path: Path
+) -> None:
+    spec = dataclasses.replace(SPEC, name="fraud-no-stack")
+    record = _package(clients, platform, tmp_path, b"nostack")
+    with pytest.raises(NotFound, match="the regional stack owns them"):
+        apply(clients, spec, platform, record)
+    names = [e["EndpointName"] for e in clients.sagemaker.list_endpoints()["Endpoints"]]
+    assert spec.name not in names
+    topics = [t["TopicArn"] for t in clients.sns.list_topics()["Topics"]]
+    assert not any(t.endswith(f":{spec.name}-alarms") for t in topics)  # apply made none
+
+
+def test_a_region_is_rebuilt_from_the_replica_without_uploading_again(
+    clients: Clients, platform: Platform, tmp_path: Path
+) -> None:
+    record = _package(clients, platform, tmp_path, b"replicated")
+    replica = "fraud-artefacts-replica"
+    clients.s3.create_bucket(
+        Bucket=replica, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"}
+    )
+    # what S3 replication writes (moto does not replicate): same key, body and metadata
+    source = clients.s3.get_object(Bucket=record.bucket, Key=record.key)
+    clients.s3.put_object(
+        Bucket=replica, Key=record.key, Body=source["Body"].read(), Metadata=source["Metadata"]
+    )
+    downloaded = tmp_path / "from-replica.tar.gz"
+    downloaded.write_bytes(clients.s3.get_object(Bucket=replica, Key=record.key)["Body"].read())
+    puts: list[str] = []
+    clients.s3.meta.events.register("before-call.s3.PutObject", lambda **_: puts.append("put"))
+    rebuilt = upload(clients.s3, downloaded, replica, "models", None)
+    assert puts == []  # the replica is found by key and SHA-256: nothing uploaded again
+    assert (rebuilt.key, rebuilt.sha256) == (record.key, record.sha256)
+    check_uploaded(clients.s3, rebuilt)

@@ -20,6 +20,7 @@ from deploy.package import upload
 from deploy.requests import Platform, model_name
 from deploy.rollout import PREVIOUS, REQUESTED, promote, wait
 from tests.test_deploy.conftest import ACCOUNT, REGION, endpoint_description, make_tarball
+from tests.test_deploy.stack import put_stack_alarms
 
 SPEC = EndpointSpec(name="fraud-shadow", instance_type="ml.c5.xlarge")
 ARN = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:endpoint/{SPEC.name}"
@@ -42,6 +43,7 @@ def test_apply_with_a_challenger_sends_a_shadow_variant(
         "provide-client-params.sagemaker.CreateEndpointConfig",
         lambda params, **_: sent.append(params),
     )
+    put_stack_alarms(clients.cloudwatch, clients.sns, SPEC.name)
     result = apply(clients, SPEC, platform, records[0], shadow=records[1])
     (params,) = sent
     assert params["ProductionVariants"][0]["ModelName"] == result["model"]
@@ -90,10 +92,25 @@ def test_promote_makes_the_shadow_model_production(aws: AwsSettings, platform: P
     }  # no ShadowProductionVariants: the challenger is now the production model
     stub.add_response("create_endpoint_config", {"EndpointConfigArn": ARN + "-c2"}, create)
     stub.add_response("describe_endpoint", _endpoint("cfg-with-shadow"))
+    stub.add_response("list_tags", {"Tags": []})
+    current = {"EndpointConfigName": "cfg-with-shadow", "EndpointConfigArn": ARN + "-config"}
+    primary = {**variant, "VariantName": "primary"}
+    for name in ("cfg-with-shadow", "cfg-promoted"):
+        current["EndpointConfigName"] = name
+        stub.add_response(
+            "describe_endpoint_config",
+            {**current, "ProductionVariants": [primary], "CreationTime": NOW},
+        )
     stub.add_response(
         "update_endpoint",
         {"EndpointArn": ARN},
-        {"EndpointName": SPEC.name, "EndpointConfigName": ANY, "DeploymentConfig": ANY},
+        {
+            "EndpointName": SPEC.name,
+            "EndpointConfigName": ANY,
+            "DeploymentConfig": ANY,
+            "RetainAllVariantProperties": True,
+            "ExcludeRetainedVariantProperties": ANY,
+        },
     )
     stub.add_response("add_tags", {}, {"ResourceArn": ARN, "Tags": ANY})
     with stub:

@@ -29,8 +29,9 @@ VALUES = {
     "BucketName": "fraud-bucket",
     "KmsKeyArn": "arn:aws:kms:eu-west-1:123456789012:key/abcd",
     "AlarmTopicArn": "arn:aws:sns:eu-west-1:123456789012:fraud-score-alarms",
-    "ExecutionRoleArn": "arn:aws:iam::123456789012:role/fraud-exec",
-    "ImageUri": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/fraud-serve:1",
+    "TrainingImageUri": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/fraud-train:1",
+    "ServingImageUri": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/fraud-serve:1",
+    "RetrainingJobRole.Arn": "arn:aws:iam::123456789012:role/fraud-retraining",
     "BaselinePrefix": "models/current/",
     "LabelsKey": "labels/labels.csv",
     "LabelDelayDays": "7",
@@ -150,6 +151,8 @@ def test_pipeline_steps_are_valid_requests() -> None:
     (register,) = steps["CandidateBetter"]["Arguments"]["IfSteps"]
     validate("CreateModelPackage", _placeholders(register["Arguments"]))
     assert register["Arguments"]["ModelApprovalStatus"] == "PendingManualApproval"
+    (container,) = register["Arguments"]["InferenceSpecification"]["Containers"]
+    assert container["Image"] == VALUES["ServingImageUri"]  # train image runs the jobs
 
 
 def test_pipeline_reads_what_train_and_the_comparison_write() -> None:
