@@ -126,8 +126,9 @@ class Window:
     def _add(self, record: dict[str, Any]) -> None:
         capture = record["captureData"]
         metadata = record.get("eventMetadata", {})
-        moment = str(metadata.get("inferenceTime", ""))
-        if not self.start <= moment < self.end:
+        # to the second: SageMaker writes "...:05Z", other writers may add fractions
+        moment = str(metadata.get("inferenceTime", ""))[:19]
+        if not self.start[:19] <= moment < self.end[:19]:
             self.outside += 1
             return
         hour = moment[:13]
