@@ -82,6 +82,7 @@ RUN pip install --no-cache-dir --extra-index-url https://download.pytorch.org/wh
 COPY cli/ cli/
 COPY model/ model/
 COPY deploy/ deploy/
+COPY monitor/ monitor/
 RUN pip install --no-cache-dir --no-deps --no-build-isolation . \
     && rm -rf build ./*.egg-info
 

@@ -10,7 +10,8 @@ ARTIFACTS ?= artifacts
 FRAUD := $(VENV)/bin/fraud --artifacts $(ARTIFACTS)
 
 .PHONY: install test lint lint-cfn typecheck tools pytest serve demo-model data train evaluate \
-	bench bench-backends bench-http bench-gate bench-startup loadtest fuzz lock lock-dev lock-build lock-runtime clean
+	bench bench-backends bench-http bench-gate bench-startup loadtest fuzz lock lock-dev \
+	lock-build lock-runtime clean monitor-demo bench-monitor
 
 install: $(STAMP) $(KERNEL)
 
@@ -45,7 +46,8 @@ tools:
 # custom rule CKV_FRAUD_1 (deploy/checks): endpoint volume and data-capture encryption
 CHECKOV_VENV := .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
-CFN_TEMPLATES := deploy/templates/regional.yaml deploy/templates/global.yaml
+CFN_TEMPLATES := deploy/templates/regional.yaml deploy/templates/global.yaml \
+	deploy/templates/monitoring.yaml
 
 $(CHECKOV_STAMP): deploy/requirements-checkov.txt
 	test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
@@ -115,6 +117,16 @@ fuzz: demo-model
 bench-gate: demo-model $(ARTIFACTS)/evaluation/evaluation.json tools
 	$(PY) -m benchmarks.gate --package $(ARTIFACTS)/package \
 	  --evaluation $(ARTIFACTS)/evaluation/evaluation.json
+
+# a normal and a drifted week served with capture on, the monitor on each (exit 1 unless the
+# drifted week alone alarms on the moved features and on quality)
+monitor-demo: demo-model
+	$(PY) -m benchmarks.monitor_demo --package $(ARTIFACTS)/package \
+	  --data $(ARTIFACTS)/data/transactions.parquet --out $(ARTIFACTS)/monitor-demo
+
+# the monitor's reading speed on one hour of single-record capture
+bench-monitor: install
+	$(PY) -m benchmarks.monitor_throughput
 
 # The three locks, each a pip freeze of a scratch venv built from pyproject.toml: dev (every
 # extra; resolved freely), then build and runtime resolved under dev's pins, so a package has

@@ -20,9 +20,12 @@ from pathlib import Path
 
 from core.errors import FraudError
 from deploy.cli import add_deploy_parser
+from model.drift_scenarios import add_arguments as add_drift_arguments
+from monitor.main import add_parser as add_monitor_parser
 from optimize.precision import PRECISIONS
 
-NOT_BUILT = ("monitor",)
+# a Processing job's hosts: --shard auto takes this host's place among them
+RESOURCE_CONFIG = Path("/opt/ml/config/resourceconfig.json")
 
 
 def _paths(artifacts: Path) -> dict[str, Path]:
@@ -53,6 +56,7 @@ def cmd_data(args: argparse.Namespace) -> int:
             )
         )
         return 0
+    from model import drift_scenarios
     from model.simulator import SimulatorConfig, simulate, summarize
 
     cfg = SimulatorConfig(
@@ -65,6 +69,9 @@ def cmd_data(args: argparse.Namespace) -> int:
     )
     started = time.perf_counter()
     df = simulate(cfg)
+    drift = drift_scenarios.from_arguments(args, args.seed)
+    if drift is not None:
+        df = drift_scenarios.apply_drift(df, drift)
     out = args.out or _paths(args.artifacts)["data"]
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp")
@@ -108,6 +115,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     paths = _paths(args.artifacts)
     df = read_transactions(args.data or paths["data"])
     seeds = tuple(range(args.seeds))
+    out_dir = args.out or paths["evaluation"]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if args.shard:
+        return _evaluate_shard(args, df, paths["model"], seeds, out_dir)
     result, curves = evaluate(
         df,
         args.model or paths["model"],
@@ -115,9 +126,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         seeds=seeds,
         prequential=args.folds > 0,
         progress=not args.quiet,
+        workers=args.workers,
+        shard_runs=[r for p in args.shard_runs for r in json.loads(p.read_text())["runs"]],
+        train_start=args.train_start,
     )
-    out_dir = args.out or paths["evaluation"]
-    out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "evaluation.json").write_text(json.dumps(result, indent=2) + "\n")
     plot_pr_curves(curves, out_dir / "precision_recall.png")
     if args.json:
@@ -125,6 +137,31 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     else:
         print(format_table(result))
         print(f"written: {out_dir / 'evaluation.json'}, {out_dir / 'precision_recall.png'}")
+    return 0
+
+
+def _evaluate_shard(
+    args: argparse.Namespace, df: object, model: Path, seeds: tuple[int, ...], out_dir: Path
+) -> int:
+    from model.evaluate import Shard, run_shard
+
+    try:
+        shard = Shard.parse(args.shard, RESOURCE_CONFIG)
+    except (ValueError, OSError, KeyError) as exc:
+        print(f"fraud evaluate: error: --shard {args.shard}: {exc}", file=sys.stderr)
+        return 1
+    runs = run_shard(
+        df,
+        args.model or model,
+        shard,
+        n_folds=args.folds,
+        seeds=seeds,
+        progress=not args.quiet,
+        workers=args.workers,
+    )
+    path = out_dir / f"shard-{shard.index}-of-{shard.count}.json"
+    path.write_text(json.dumps(runs, indent=2) + "\n")
+    print(path)
     return 0
 
 
@@ -232,11 +269,6 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     return int(module.main(rest))
 
 
-def cmd_not_built(args: argparse.Namespace) -> int:
-    print(f"fraud {args.command}: not built yet (see the open issues)", file=sys.stderr)
-    return 2
-
-
 def build_parser(artifacts: Path) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fraud", description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -261,6 +293,7 @@ def build_parser(artifacts: Path) -> argparse.ArgumentParser:
     )
     p.add_argument("--out", type=Path, help="Parquet file to write")
     p.add_argument("--ulb", type=Path, help="load and check a ULB creditcard.csv instead")
+    add_drift_arguments(p)
     p.set_defaults(func=cmd_data)
 
     p = sub.add_parser("train", help="train and calibrate the PyTorch model")
@@ -285,6 +318,16 @@ def build_parser(artifacts: Path) -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, default=3, help="seeds per prequential fold")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--workers", type=int, default=2, help="processes for the prequential runs")
+    p.add_argument(
+        "--train-start",
+        type=dt.date.fromisoformat,
+        help="protocol start (default: the model's); compares models on the same weeks",
+    )
+    p.add_argument("--shard", help="K/N or auto: run only this shard's prequential runs")
+    p.add_argument(
+        "--shard-runs", type=Path, action="append", default=[], help="merge a shard's runs"
+    )
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("tune", help="hyperparameter search on the validation folds only")
@@ -340,14 +383,12 @@ def build_parser(artifacts: Path) -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_serve)
 
     add_deploy_parser(sub)
+    add_monitor_parser(sub)
 
     for name, what in (("bench", "make bench"), ("loadtest", "make loadtest")):
         p = sub.add_parser(name, help=f"{what}: flags after it pass through (--help for them)")
         p.add_argument("rest", nargs=argparse.REMAINDER)
         p.set_defaults(func=cmd_benchmark)
-    for name in NOT_BUILT:
-        p = sub.add_parser(name, help="not built yet")
-        p.set_defaults(func=cmd_not_built)
     return parser
 
 

@@ -3,8 +3,10 @@
 #
 # SageMaker starts a bring-your-own container as `docker run IMAGE serve` (endpoints, batch
 # transform) or `docker run IMAGE train` (training jobs): the word arrives as the first
-# argument. This script execs the console script of that name (pyproject.toml's `serve` and
-# `train`) with the remaining arguments, so that process takes over this one's PID (1 in the
+# argument; `monitor` runs the drift and quality monitor (Processing jobs and Model Monitor
+# set ContainerEntrypoint ["monitor"] and reach the console script without this script).
+# This script execs the console script of that name (pyproject.toml's `serve`, `train` and
+# `monitor`) with the remaining arguments, so that process takes over this one's PID (1 in the
 # container) and receives SageMaker's SIGTERM itself; both install their own handler, which
 # PID 1 needs because the kernel gives it no default one. Any other word: usage, exit 2.
 #
@@ -22,9 +24,10 @@ compat_dir=${FRAUD_CUDA_COMPAT_DIR:-/usr/local/cuda/compat}
 driver_version_file=${FRAUD_NVIDIA_VERSION_FILE:-/proc/driver/nvidia/version}
 
 usage() {
-    echo "usage: IMAGE serve|train [ARG...]"
-    echo "  serve  run the model server (SageMaker endpoints and batch transform)"
-    echo "  train  run a training job (SageMaker training)"
+    echo "usage: IMAGE serve|train|monitor [ARG...]"
+    echo "  serve    run the model server (SageMaker endpoints and batch transform)"
+    echo "  train    run a training job (SageMaker training)"
+    echo "  monitor  compare captured traffic with the baseline (SageMaker Processing)"
 }
 
 # true when dotted version $1 sorts strictly before $2 (470.256.02 < 560.35.05)
@@ -52,7 +55,7 @@ enable_cuda_compat() {
 }
 
 case "${1:-}" in
-    serve | train)
+    serve | train | monitor)
         command=$1
         shift
         enable_cuda_compat

@@ -1,0 +1,1 @@
+"""Drift and quality monitoring of captured live traffic against the package baseline."""
