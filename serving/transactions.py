@@ -1,0 +1,122 @@
+"""The transaction path of ``POST /invocations``: raw transactions in, scores out.
+
+``{"transactions": [...]}``: each transaction is recorded in the feature store, which
+answers its window aggregates as of the event's own time (``core.windows``); the features
+are scored by the same model and batcher as feature vectors. ``{"labels": [...]}`` marks
+recorded transactions fraud or genuine. Request and response fields are listed in
+``serving.transaction_requests`` and the README.
+
+The record of a scored transaction (decision log and capture) holds its ``transaction_id``
+and the computed features, so monitoring, label joins and the replay of a disputed decision
+never recompute them; customer and terminal ids stay out of the decision log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+
+from core.feature_names import FEATURE_NAMES
+from core.windows import feature_row
+from serving import codecs
+from serving.feature_store.base import FeatureStore
+from serving.feature_store.embedded import EmbeddedStore
+from serving.transaction_requests import parse_labels, parse_transactions
+
+SAVE_INTERVAL_S = 60.0
+
+log = logging.getLogger("fraud.serving.transactions")
+
+ScoreRows = Callable[[np.ndarray], Awaitable[np.ndarray]]
+Decide = Callable[[np.ndarray], list[str]]
+
+
+@dataclass
+class Answer:
+    body: bytes
+    # one per scored transaction, with its features: what the decision log and capture keep
+    records: list[dict[str, object]]
+
+
+class TransactionPath:
+    def __init__(self, store: FeatureStore, allow_numeric_ids: bool) -> None:
+        self.store = store
+        self.allow_numeric_ids = allow_numeric_ids
+        self._save_timer: asyncio.TimerHandle | None = None
+        self._saving: asyncio.Future[None] | None = None
+
+    async def handle(
+        self, doc: dict[str, Any], score: ScoreRows, decide: Decide, versions: tuple[str, str]
+    ) -> Answer:
+        """``versions``: (model, thresholds), written into the response as for vectors."""
+        if "transactions" in doc:
+            return await self._transactions(doc, score, decide, versions)
+        return await self._labels(doc)
+
+    async def _transactions(
+        self, doc: dict[str, Any], score: ScoreRows, decide: Decide, versions: tuple[str, str]
+    ) -> Answer:
+        request = parse_transactions(doc, self.allow_numeric_ids)
+        recorded = await self.store.record(request.transactions)
+        rows = [
+            feature_row(tx.time_s, tx.cents, r.aggregates[:6], r.aggregates[6:])
+            for tx, r in zip(request.transactions, recorded, strict=True)
+        ]
+        scores = await score(np.array(rows, dtype=np.float32))
+        decisions = decide(scores)
+        records: list[dict[str, object]] = []
+        predictions: list[dict[str, object]] = []
+        for tx, r, row, s, d in zip(
+            request.transactions, recorded, rows, scores.tolist(), decisions, strict=True
+        ):
+            features = dict(zip(FEATURE_NAMES, row, strict=True))
+            p: dict[str, object] = {
+                "transaction_id": tx.transaction_id,
+                "score": s,
+                "decision": d,
+                "replayed": r.replayed,
+            }
+            records.append({**p, "features": features})
+            predictions.append(records[-1] if request.return_features else p)
+        return Answer(codecs.encode(predictions, codecs.JSON, *versions), records)
+
+    async def _labels(self, doc: dict[str, Any]) -> Answer:
+        labels = parse_labels(doc, self.allow_numeric_ids)
+        known = await self.store.label([label for _, label in labels])
+        unknown = [tx_id for (tx_id, _), ok in zip(labels, known, strict=True) if not ok]
+        body = {"labels_accepted": len(labels) - len(unknown), "unknown_transaction_ids": unknown}
+        return Answer(orjson.dumps(body), [])
+
+    # -- life cycle (the embedded store's snapshots) --------------------------------------
+
+    def start(self) -> None:
+        if isinstance(self.store, EmbeddedStore) and self.store.path is not None:
+            loop = asyncio.get_running_loop()
+            self._save_timer = loop.call_later(SAVE_INTERVAL_S, self._save)
+
+    def _save(self) -> None:
+        store = self.store
+        loop = asyncio.get_running_loop()
+        if isinstance(store, EmbeddedStore) and store.dirty and self._saving is None:
+            # the snapshot is taken here, on the loop's thread; the write runs in a thread
+            self._saving = loop.run_in_executor(None, store.write, store.snapshot())
+            self._saving.add_done_callback(self._saved)
+        self._save_timer = loop.call_later(SAVE_INTERVAL_S, self._save)
+
+    def _saved(self, future: asyncio.Future[None]) -> None:
+        self._saving = None
+        if future.exception() is not None:
+            log.error("feature store snapshot failed", exc_info=future.exception())
+
+    async def close(self) -> None:
+        if self._save_timer is not None:
+            self._save_timer.cancel()
+        if self._saving is not None:
+            await self._saving
+        await self.store.close()
