@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from cli.store_commands import add_store_parsers
 from core.errors import FraudError
 from deploy.cli import add_deploy_parser
 
@@ -316,6 +317,7 @@ def build_parser(artifacts: Path) -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_serve)
 
     add_deploy_parser(sub)
+    add_store_parsers(sub, artifacts)
 
     for name in NOT_BUILT:
         p = sub.add_parser(name, help="not built yet")

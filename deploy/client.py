@@ -20,28 +20,12 @@ import time
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 
+from core.fallback import FallbackPolicy
 from deploy.errors import SettingsError
 
 # (method, url, body, headers) -> headers to add, e.g. SigV4 for an IAM-authenticated API
 Signer = Callable[[str, str, bytes, Mapping[str, str]], Mapping[str, str]]
 RETRYABLE = {429, 500, 502, 503, 504}
-
-
-@dataclasses.dataclass(frozen=True)
-class FallbackPolicy:
-    mode: str = "open"  # "open": approve when no score; "closed": decline
-    review_above: float | None = None  # fail-open: amounts at or above go to review
-
-    def __post_init__(self) -> None:
-        if self.mode not in ("open", "closed"):
-            raise SettingsError(f"fallback mode {self.mode!r} is not 'open' or 'closed'")
-
-    def decide(self, amount: float) -> str:
-        if self.mode == "closed":
-            return "decline"
-        if self.review_above is not None and amount >= self.review_above:
-            return "review"
-        return "approve"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -134,7 +134,9 @@ class FraudApp:
     def _open_store(self) -> None:
         store = open_store(self.settings)
         if store is not None:
-            path = TransactionPath(store, self.settings.allow_numeric_ids)
+            path = TransactionPath(
+                store, self.settings.allow_numeric_ids, self.settings.policies(), self.metrics
+            )
             self.transactions = path
             if self._loop is not None:  # its snapshot timer runs on the loop
                 self._loop.call_soon_threadsafe(path.start)
@@ -378,12 +380,16 @@ class FraudApp:
         elapsed = time.perf_counter() - started
         self.metrics.latency.observe(elapsed)
         self.metrics.requests.inc(("/invocations", "200"))
-        if not answer.records:  # labels: nothing scored
+        if not answer.records:  # labels
             return
-        for r in answer.records:
-            self.metrics.decisions.inc((str(r["decision"]),))
+        degraded = "degraded" in answer.records[0]  # decided by the fallback policy
+        if not degraded:
+            for r in answer.records:
+                self.metrics.decisions.inc((str(r["decision"]),))
         try:  # the record keeps the features, whatever the response carried
-            captured = codecs.encode(answer.records, codecs.JSON, *versions)
+            captured = (
+                answer.body if degraded else codecs.encode(answer.records, codecs.JSON, *versions)
+            )
             self._record(
                 request_id,
                 headers,

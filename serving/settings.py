@@ -7,12 +7,14 @@ serving package reads the environment.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from collections.abc import Mapping
 from pathlib import Path
 
 from core.cpus import cpu_count
 from core.errors import FraudError
+from core.fallback import FallbackPolicy, parse_policies
 
 MB = 1024 * 1024
 
@@ -55,6 +57,8 @@ class Settings:
     store_deadline_ms: float = 50.0
     max_event_skew_s: int = 300
     allow_numeric_ids: bool = False
+    # JSON: {"default": {"mode": "open", "review_above": 500}, "<terminal_id>": {...}}
+    fallback_policies: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], **overrides: object) -> Settings:
@@ -108,6 +112,7 @@ class Settings:
             "store_deadline_ms": get("FRAUD_STORE_DEADLINE_MS", float, 50.0),
             "max_event_skew_s": get("FRAUD_MAX_EVENT_SKEW_S", int, 300),
             "allow_numeric_ids": env.get("FRAUD_ALLOW_NUMERIC_IDS", "") in {"1", "true", "yes"},
+            "fallback_policies": env.get("FRAUD_FALLBACK_POLICIES", ""),
         }
         values.update(overrides)
         settings = cls(**values)  # type: ignore[arg-type]
@@ -141,11 +146,24 @@ class Settings:
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
             raise SettingsError(f"out of range: { ({n: getattr(self, n) for n in bad}) }")
+        self.policies()  # raises naming what is wrong
         if self.identifier_fields and not self.hmac_secret:
             raise SettingsError(
                 "FRAUD_IDENTIFIER_FIELDS needs FRAUD_HMAC_SECRET: identifiers "
                 "are replaced by a keyed hash, never a plain one"
             )
+
+    def policies(self) -> dict[str, FallbackPolicy]:
+        """FRAUD_FALLBACK_POLICIES parsed: per terminal (merchant) id, and ``default``."""
+        if not self.fallback_policies:
+            return {}
+        try:
+            doc = json.loads(self.fallback_policies)
+            if not isinstance(doc, dict):
+                raise ValueError("not a JSON object")
+            return parse_policies(doc)
+        except ValueError as exc:
+            raise SettingsError(f"FRAUD_FALLBACK_POLICIES: {exc}") from exc
 
 
 def workers_default(cpus: int, gpu: bool) -> int:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -22,14 +23,19 @@ from typing import Any
 import numpy as np
 import orjson
 
+from core.fallback import FallbackPolicy
 from core.feature_names import FEATURE_NAMES
-from core.windows import feature_row
+from core.windows import feature_row, id_key
 from serving import codecs
-from serving.feature_store.base import FeatureStore
+from serving.errors import StoreUnavailable
+from serving.feature_store.base import FeatureStore, Transaction
 from serving.feature_store.embedded import EmbeddedStore
+from serving.metrics import ServerMetrics
 from serving.transaction_requests import parse_labels, parse_transactions
 
 SAVE_INTERVAL_S = 60.0
+BACKLOG_MAX = 100_000  # transactions kept for backfill during an outage (oldest dropped)
+BACKFILL_BATCH = 500
 
 log = logging.getLogger("fraud.serving.transactions")
 
@@ -45,9 +51,24 @@ class Answer:
 
 
 class TransactionPath:
-    def __init__(self, store: FeatureStore, allow_numeric_ids: bool) -> None:
+    def __init__(
+        self,
+        store: FeatureStore,
+        allow_numeric_ids: bool,
+        policies: dict[str, FallbackPolicy],
+        metrics: ServerMetrics,
+    ) -> None:
         self.store = store
         self.allow_numeric_ids = allow_numeric_ids
+        self.default_policy = policies.get("default", FallbackPolicy())
+        # by terminal key (core.windows.id_key); a numeric name also covers the integer id
+        self.policies = {id_key(m): p for m, p in policies.items() if m != "default"}
+        self.policies |= {id_key(int(m)): p for m, p in policies.items() if m.isdigit()}
+        self.metrics = metrics
+        # answered while the store was unreachable, written into it once it answers again
+        self.backlog: deque[Transaction] = deque(maxlen=BACKLOG_MAX)
+        self._backfilling = asyncio.Lock()  # one backfill at a time; others do not wait
+        self.store_down = False
         self._save_timer: asyncio.TimerHandle | None = None
         self._saving: asyncio.Future[None] | None = None
 
@@ -63,7 +84,18 @@ class TransactionPath:
         self, doc: dict[str, Any], score: ScoreRows, decide: Decide, versions: tuple[str, str]
     ) -> Answer:
         request = parse_transactions(doc, self.allow_numeric_ids)
-        recorded = await self.store.record(request.transactions)
+        try:
+            if self.backlog and not self._backfilling.locked():
+                async with self._backfilling:
+                    await self._backfill()
+            recorded = await self.store.record(request.transactions)
+        except StoreUnavailable as exc:
+            return self._degraded(request.transactions, versions, exc)
+        if self.store_down:
+            self.store_down = False
+            log.info(
+                "feature store answers again", extra={"fields": {"backlog": len(self.backlog)}}
+            )
         rows = [
             feature_row(tx.time_s, tx.cents, r.aggregates[:6], r.aggregates[6:])
             for tx, r in zip(request.transactions, recorded, strict=True)
@@ -85,6 +117,46 @@ class TransactionPath:
             records.append({**p, "features": features})
             predictions.append(records[-1] if request.return_features else p)
         return Answer(codecs.encode(predictions, codecs.JSON, *versions), records)
+
+    def _degraded(
+        self, transactions: list[Transaction], versions: tuple[str, str], exc: StoreUnavailable
+    ) -> Answer:
+        """The merchants' fallback policies decide; the transactions wait in the backlog."""
+        if not self.store_down:  # once per outage, not once per request
+            self.store_down = True
+            log.warning(
+                "feature store unavailable: fallback policy", extra={"fields": {"error": str(exc)}}
+            )
+        self.backlog.extend(transactions)
+        predictions: list[dict[str, object]] = []
+        for tx in transactions:
+            policy = self.policies.get(tx.terminal, self.default_policy)
+            decision = policy.decide(tx.cents / 100.0)
+            self.metrics.degraded.inc((decision,))
+            predictions.append(
+                {
+                    "transaction_id": tx.transaction_id,
+                    "score": None,
+                    "decision": decision,
+                    "replayed": False,
+                    "degraded": True,
+                }
+            )
+        body = {
+            "predictions": predictions,
+            "model_version": versions[0],
+            "thresholds_version": versions[1],
+        }
+        return Answer(orjson.dumps(body), predictions)
+
+    async def _backfill(self) -> None:
+        """Write the backlog into the store, oldest first (StoreUnavailable if still down)."""
+        while self.backlog:
+            batch = [self.backlog[i] for i in range(min(BACKFILL_BATCH, len(self.backlog)))]
+            await self.store.record(batch, backfill=True)
+            for _ in batch:
+                self.backlog.popleft()
+            self.metrics.backfilled.inc((), len(batch))
 
     async def _labels(self, doc: dict[str, Any]) -> Answer:
         labels = parse_labels(doc, self.allow_numeric_ids)
@@ -117,6 +189,9 @@ class TransactionPath:
     async def close(self) -> None:
         if self._save_timer is not None:
             self._save_timer.cancel()
-        if self._saving is not None:
-            await self._saving
-        await self.store.close()
+        try:
+            if self._saving is not None:
+                await self._saving
+            await self.store.close()
+        except OSError:  # an unwritable snapshot path must not stop the shutdown
+            log.error("feature store snapshot failed", exc_info=True)

@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import numpy as np
 import pandas as pd
 import pytest
 
 from core.feature_names import FEATURE_NAMES
 from core.windows import DAY_S, LABEL_DELAY_S
 from tests.test_server import Server, _opt_ml
-from tests.transaction_replay import assert_features_equal, offline, replay, vector_scores
+from tests.transaction_replay import assert_features_equal, check_replay, offline, replay
+from tests.transaction_replay import send as replay_send
+from tests.transaction_replay import transaction as tx
 
 T0 = 1_533_733_500  # 2018-08-08T13:05:00Z
 CARD = "4111111111111111"  # passes Luhn
@@ -30,23 +33,8 @@ def server(small_package: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
     srv.stop()
 
 
-def send(srv: Server, doc: dict[str, object], **headers: str) -> httpx.Response:
-    return httpx.post(
-        srv.url + "/invocations",
-        content=json.dumps(doc),
-        headers={"content-type": "application/json", **headers},
-        timeout=30,
-    )
-
-
-def tx(tx_id: str, at: int, customer: str = "c-1", terminal: str = "m-1", amount: float = 10.0):
-    return {
-        "transaction_id": tx_id,
-        "customer_id": customer,
-        "terminal_id": terminal,
-        "amount": amount,
-        "timestamp": at,
-    }
+def send(srv: Server, doc: dict[str, object]) -> httpx.Response:
+    return replay_send(srv.url, doc)
 
 
 def features(srv: Server, *txs: dict[str, object]) -> list[dict[str, object]]:
@@ -195,11 +183,54 @@ def test_replayed_weeks_get_the_offline_features_and_scores(
     srv = Server(_opt_ml(tmp_path, small_package))
     srv.wait_healthy()
     try:
-        served, scores = replay(small_transactions, lambda doc: send(srv, doc))
-        want = offline(small_transactions)
-        assert_features_equal(served, want)
-        np.testing.assert_allclose(
-            scores, vector_scores(want, lambda doc: send(srv, doc)), rtol=0, atol=1e-5
-        )
+        check_replay(small_transactions, srv.url, score_atol=1e-5)
     finally:
         srv.stop()
+
+
+def _fraud(artifacts: Path, *args: str) -> dict[str, object]:
+    out = subprocess.run(
+        [sys.executable, "-m", "cli.main", "--artifacts", str(artifacts), *args],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    return json.loads(out.stdout)
+
+
+def test_a_store_warmed_from_history_serves_the_last_weeks_as_offline(
+    small_package: Path, small_transactions: pd.DataFrame, tmp_path: Path
+) -> None:
+    df = small_transactions[
+        (small_transactions["tx_datetime"] < pd.Timestamp(2018, 7, 11))
+        & (small_transactions["customer_id"] < 100)
+    ]
+    split = pd.Timestamp(2018, 6, 27)
+    history, last_weeks = df[df["tx_datetime"] < split], df[df["tx_datetime"] >= split]
+    history.to_parquet(tmp_path / "history.parquet", index=False)
+    root = _opt_ml(tmp_path / "opt_ml", small_package)
+    snapshot = root / "feature-store" / "embedded.pickle"
+    loaded = _fraud(
+        tmp_path,
+        "features",
+        "load",
+        str(tmp_path / "history.parquet"),
+        "--store-path",
+        str(snapshot),
+    )
+    assert loaded["transactions_loaded"] == len(history)
+    labels = tmp_path / "labels.csv"
+    first = int(history.loc[history["is_fraud"] == 0, "transaction_id"].iloc[0])  # a no-op label
+    labels.write_text(f"transaction_id,fraud\n{first},0\n99999999,1\n")
+    ingested = _fraud(tmp_path, "labels", "ingest", str(labels), "--store-path", str(snapshot))
+    assert ingested == {"labels_accepted": 1, "unknown_transaction_ids": [99999999]}
+    srv = Server(root)
+    srv.wait_healthy()
+    try:
+        served, _ = replay(last_weeks, lambda doc: send(srv, doc))
+    finally:
+        srv.stop()
+    full = df.sort_values(["tx_datetime", "transaction_id"], kind="stable")
+    want = offline(df)[(full["tx_datetime"] >= split).to_numpy()]
+    assert_features_equal(served, want)

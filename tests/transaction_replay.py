@@ -9,6 +9,7 @@ may arrive early; it never counts before its time plus the delay, as offline).
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Callable
 
 import httpx
@@ -76,6 +77,40 @@ def assert_features_equal(served: np.ndarray, want: np.ndarray) -> None:
             np.testing.assert_array_equal(served[:, j], want[:, j], err_msg=name)
         else:
             np.testing.assert_allclose(served[:, j], want[:, j], rtol=1e-6, atol=0, err_msg=name)
+
+
+def send(url: str, doc: dict[str, object]) -> httpx.Response:
+    """POST a JSON document to ``url``/invocations."""
+    return httpx.post(
+        url + "/invocations",
+        content=json.dumps(doc),
+        headers={"content-type": "application/json"},
+        timeout=60,
+    )
+
+
+def transaction(
+    tx_id: str, at: int | str, customer: str = "c-1", terminal: str = "m-1", amount: float = 10.0
+) -> dict[str, object]:
+    return {
+        "transaction_id": tx_id,
+        "customer_id": customer,
+        "terminal_id": terminal,
+        "amount": amount,
+        "timestamp": at,
+    }
+
+
+def check_replay(df: pd.DataFrame, url: str, score_atol: float) -> np.ndarray:
+    """Replay ``df`` through the server at ``url``: its features equal the offline table's,
+    its scores the feature-vector path's on the offline features. The served features."""
+    served, scores = replay(df, lambda doc: send(url, doc))
+    want = offline(df)
+    assert_features_equal(served, want)
+    np.testing.assert_allclose(
+        scores, vector_scores(want, lambda doc: send(url, doc)), rtol=0, atol=score_atol
+    )
+    return served
 
 
 def vector_scores(x: np.ndarray, post: Post, chunk: int = 500) -> np.ndarray:

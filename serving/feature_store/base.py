@@ -67,8 +67,13 @@ def terminal_horizon_s(latest_s: int, max_skew_s: int) -> int:
 
 
 class FeatureStore(Protocol):
-    async def record(self, transactions: Sequence[Transaction]) -> list[Recorded]:
-        """Record each (in order) and return its aggregates; EventTooOld for a late one."""
+    async def record(
+        self, transactions: Sequence[Transaction], backfill: bool = False
+    ) -> list[Recorded]:
+        """Record each (in order) and return its aggregates; EventTooOld for a late one,
+        unless ``backfill`` (transactions answered while the store was unreachable: their
+        lateness is the outage's, and they must count). StoreUnavailable when the store
+        does not answer within its deadline."""
         ...
 
     async def label(self, labels: Sequence[Label]) -> list[bool]:

@@ -107,8 +107,10 @@ class EmbeddedStore:
 
     # -- the store protocol ---------------------------------------------------------------
 
-    async def record(self, transactions: Sequence[Transaction]) -> list[Recorded]:
-        return [self.record_one(tx) for tx in transactions]
+    async def record(
+        self, transactions: Sequence[Transaction], backfill: bool = False
+    ) -> list[Recorded]:
+        return [self.record_one(tx, backfill) for tx in transactions]
 
     async def label(self, labels: Sequence[Label]) -> list[bool]:
         return [self.label_one(label) for label in labels]
@@ -119,7 +121,7 @@ class EmbeddedStore:
 
     # -- synchronous core -----------------------------------------------------------------
 
-    def record_one(self, tx: Transaction) -> Recorded:
+    def record_one(self, tx: Transaction, backfill: bool = False) -> Recorded:
         found = self.records.get(tx.key)
         if found is not None:
             return Recorded(found.aggregates, True)
@@ -129,7 +131,7 @@ class EmbeddedStore:
         term = self.terminals.get(tx.terminal)
         if term is None:
             term = self.terminals[tx.terminal] = TerminalWindows()
-        if too_old(tx.time_s, self.latest_s, self.max_skew_s):
+        if not backfill and too_old(tx.time_s, self.latest_s, self.max_skew_s):
             raise EventTooOld(too_old_message(tx, self.latest_s, self.max_skew_s))
         cust.add(tx.time_s, tx.key, tx.cents)
         term.add(tx.time_s)
