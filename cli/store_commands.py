@@ -27,26 +27,34 @@ class StoreCommandError(FraudError, ValueError):
 
 
 def add_store_parsers(sub: Any, artifacts: Path) -> None:
-    default_path = artifacts / "feature-store" / "embedded.pickle"
-    p = sub.add_parser("features", help="online feature store tools")
-    features = p.add_subparsers(dest="features_command", required=True)
-    q = features.add_parser("load", help="warm a store from a transaction history")
-    q.add_argument("history", type=Path, help="transactions (.parquet/.csv), with is_fraud")
-    _store_arguments(q, default_path)
-    q.set_defaults(func=cmd_features_load)
-    p = sub.add_parser("labels", help="fraud labels")
-    labels = p.add_subparsers(dest="labels_command", required=True)
-    q = labels.add_parser("ingest", help="load labels (transaction_id, fraud) into a store")
-    q.add_argument("file", type=Path, help=".parquet, .csv or .jsonl with transaction_id, fraud")
-    _store_arguments(q, default_path)
-    q.set_defaults(func=cmd_labels_ingest)
-
-
-def _store_arguments(p: argparse.ArgumentParser, default_path: Path) -> None:
-    p.add_argument("--store", default="embedded", help="embedded (default) or redis://...")
-    p.add_argument(
-        "--store-path", type=Path, default=default_path, help="the embedded store's snapshot"
+    path = artifacts / "feature-store" / "embedded.pickle"
+    commands = (
+        (
+            "features",
+            "online feature store tools",
+            "load",
+            "warm a store from a transaction history",
+            ("history", "transactions (.parquet/.csv), with is_fraud"),
+            cmd_features_load,
+        ),
+        (
+            "labels",
+            "fraud labels",
+            "ingest",
+            "load labels (transaction_id, fraud) into a store",
+            ("file", ".parquet, .csv or .jsonl with transaction_id, fraud"),
+            cmd_labels_ingest,
+        ),
     )
+    for group, group_help, name, name_help, (arg, arg_help), func in commands:
+        p = sub.add_parser(group, help=group_help)
+        q = p.add_subparsers(dest=f"{group}_command", required=True).add_parser(
+            name, help=name_help
+        )
+        q.add_argument(arg, type=Path, help=arg_help)
+        q.add_argument("--store", default="embedded", help="embedded (default) or redis://...")
+        q.add_argument("--store-path", type=Path, default=path, help="embedded store snapshot")
+        q.set_defaults(func=func)
 
 
 def cmd_features_load(args: argparse.Namespace) -> int:

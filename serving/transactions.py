@@ -27,7 +27,7 @@ from core.fallback import FallbackPolicy
 from core.feature_names import FEATURE_NAMES
 from core.windows import feature_row, id_key
 from serving import codecs
-from serving.errors import StoreUnavailable
+from serving.errors import BadRequest, StoreUnavailable
 from serving.feature_store.base import FeatureStore, Transaction
 from serving.feature_store.embedded import EmbeddedStore
 from serving.metrics import ServerMetrics
@@ -76,6 +76,8 @@ class TransactionPath:
         self, doc: dict[str, Any], score: ScoreRows, decide: Decide, versions: tuple[str, str]
     ) -> Answer:
         """``versions``: (model, thresholds), written into the response as for vectors."""
+        if "transactions" in doc and "labels" in doc:
+            raise BadRequest("send transactions and labels in separate requests")
         if "transactions" in doc:
             return await self._transactions(doc, score, decide, versions)
         return await self._labels(doc)

@@ -156,3 +156,10 @@ def test_the_serving_path_imports_no_pandas() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_an_unreadable_snapshot_starts_an_empty_store(tmp_path: Path) -> None:
+    path = tmp_path / "s.pickle"
+    path.write_bytes(b"not a pickle")
+    store = EmbeddedStore.open(300, path)
+    assert store.records == {} and store.path == path

@@ -128,6 +128,15 @@ def test_bad_transactions_get_400_naming_the_field(server: Server) -> None:
         assert r.status_code == 400 and field in r.json()["error"]["message"], r.text
 
 
+def test_transactions_and_labels_in_one_request_are_refused(server: Server) -> None:
+    doc = {
+        "transactions": [tx("y-1", T0 + 9 * DAY_S)],
+        "labels": [{"transaction_id": "a-1", "fraud": True}],
+    }
+    r = send(server, doc)
+    assert r.status_code == 400 and "separate requests" in r.text
+
+
 def test_the_decision_log_and_capture_keep_the_id_and_features(server: Server) -> None:
     features(server, tx("d-1", T0 + 10 * DAY_S, "c-d"))
     deadline = time.monotonic() + 10

@@ -20,6 +20,7 @@ use the Redis store there.
 
 from __future__ import annotations
 
+import logging
 import os
 import pickle
 from collections import deque
@@ -40,6 +41,8 @@ from serving.feature_store.base import (
 )
 
 SWEEP_EVERY = 65_536
+
+log = logging.getLogger("fraud.serving.feature_store")
 _FORMAT = 1
 
 
@@ -69,13 +72,23 @@ class EmbeddedStore:
     def open(cls, max_skew_s: int, path: Path | None) -> EmbeddedStore:
         """A store with the state saved at ``path`` (if the file exists), saving there."""
         store = cls(max_skew_s, path)
-        if path is not None and path.exists():
+        if path is None or not path.exists():
+            return store
+        try:
             with path.open("rb") as f:
                 state = pickle.load(f)
-            if state.get("format") == _FORMAT:
-                store.customers, store.terminals = state["customers"], state["terminals"]
-                store.records, store._arrivals = state["records"], state["arrivals"]
-                store.latest_s = state["latest_s"]
+        except Exception:  # pickle raises many types for a damaged file
+            # an unreadable snapshot must not keep the server down: the windows refill
+            log.error(
+                "feature store snapshot unreadable; starting empty",
+                exc_info=True,
+                extra={"fields": {"path": str(path)}},
+            )
+            return store
+        if isinstance(state, dict) and state.get("format") == _FORMAT:
+            store.customers, store.terminals = state["customers"], state["terminals"]
+            store.records, store._arrivals = state["records"], state["arrivals"]
+            store.latest_s = state["latest_s"]
         return store
 
     def snapshot(self) -> bytes:
