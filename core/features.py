@@ -63,18 +63,18 @@ def compute_features(df: pd.DataFrame) -> np.ndarray:
     frauds = df[LABEL_COLUMN].astype(bool).tolist()
     by_customer: dict[object, CustomerWindows] = {}
     by_terminal: dict[object, TerminalWindows] = {}
-    out = np.empty((len(df), N_FEATURES), dtype=np.float64)
+    rows: list[list[float]] = [[]] * len(df)
     for r in order:
-        t, key = times[r], keys[r]
+        t, key, c = times[r], keys[r], cents[r]
         cust = by_customer.get(customers[r])
         if cust is None:
             cust = by_customer[customers[r]] = CustomerWindows()
         term = by_terminal.get(terminals[r])
         if term is None:
             term = by_terminal[terminals[r]] = TerminalWindows()
-        cust.add(t, key, cents[r])
+        cust.add(t, key, c)
         term.add(t)
         if frauds[r]:
             term.label(t, True)
-        out[r] = feature_row(t, cents[r], cust.read(t, key), term.read(t))
-    return out
+        rows[r] = feature_row(t, c, cust.read(t, key), term.read(t))
+    return np.array(rows, dtype=np.float64).reshape(len(df), N_FEATURES)
