@@ -163,3 +163,24 @@ def test_an_unreadable_snapshot_starts_an_empty_store(tmp_path: Path) -> None:
     path.write_bytes(b"not a pickle")
     store = EmbeddedStore.open(300, path)
     assert store.records == {} and store.path == path
+
+
+def test_both_stores_break_ties_at_the_same_second_by_id(redis_server: RedisServer) -> None:
+    t = 2_100_000_000
+    ids = ["b", "a", "ab", "\u00e9", "a\u00e9"]  # arrival order; code points: a < ab < aé < b < é
+    txs = [Transaction(i, id_key(i), "c", "m", t, 100) for i in ids]
+
+    async def counts(store: FeatureStore) -> list[int]:
+        return [(await store.record([tx]))[0].aggregates[0] for tx in txs]
+
+    async def both() -> tuple[list[int], list[int]]:
+        redis_store = RedisStore(redis_server.url, 300, 5.0)
+        try:
+            await redis_store.client.flushdb()
+            return await counts(EmbeddedStore(300)), await counts(redis_store)
+        finally:
+            await redis_store.close()
+
+    embedded, redis = asyncio.run(both())
+    # each counts the events already recorded whose id is at most its own, itself included
+    assert embedded == redis == [1, 1, 2, 4, 3]

@@ -61,19 +61,23 @@ for i = 0, n - 1 do
     redis.call('SET', KEYS[1], f(latest))
     return {'old', tostring(i), f(latest), out}
   else
-    redis.call('ZADD', ck, t, id .. '\\31' .. cents)
+    local mine = id .. '\\31' .. cents
+    redis.call('ZADD', ck, t, mine)
     redis.call('ZADD', tk, t, id)
     local c, s = {0, 0, 0}, {0, 0, 0}
+    -- sorted by (time, member bytes): the events at time t up to this one's member are the
+    -- ones whose id key is at most this one's (not Lua's <=, which follows the locale)
+    local passed = false
     local evs = redis.call('ZRANGEBYSCORE', ck, '(' .. f(t - CW[3]), f(t), 'WITHSCORES')
     for j = 1, #evs, 2 do
       local m, sc = evs[j], tonumber(evs[j + 1])
-      local cut = string.find(m, '\\31', 1, true)
-      if sc < t or string.sub(m, 1, cut - 1) <= id then
-        local v = tonumber(string.sub(m, cut + 1))
+      if sc < t or not passed then
+        local v = tonumber(string.sub(m, string.find(m, '\\31', 1, true) + 1))
         for w = 1, 3 do
           if sc > t - CW[w] then c[w] = c[w] + 1; s[w] = s[w] + v end
         end
       end
+      if m == mine then passed = true end
     end
     local top = t - DELAY
     local agg = {}
