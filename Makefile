@@ -41,6 +41,7 @@ test: lint typecheck lint-cfn tools pytest
 # system tools the tests and benchmarks drive (Debian packages; CI runs as root)
 tools:
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	command -v redis-server >/dev/null || (apt-get update -qq && apt-get install -y -qq redis-server)
 
 # CloudFormation: cfn-lint (ours), checkov in its own venv (its pins clash with ours) with the
 # custom rule CKV_FRAUD_1 (deploy/checks): endpoint volume and data-capture encryption
@@ -82,8 +83,9 @@ train: install
 evaluate: install demo-model
 	$(FRAUD) evaluate
 
+# one worker: the default embedded feature store serves one process (serving/feature_store)
 serve: demo-model
-	$(FRAUD) serve
+	FRAUD_STORE_PATH=$${FRAUD_STORE_PATH:-$(ARTIFACTS)/feature-store/embedded.pickle} $(FRAUD) serve --workers 1
 
 # the test-week evaluation the benchmarks read (single split; `make evaluate` adds the folds)
 $(ARTIFACTS)/evaluation/evaluation.json: | $(ARTIFACTS)/model/model.json

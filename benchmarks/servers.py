@@ -75,11 +75,16 @@ def command(
 
 @contextlib.contextmanager
 def running(
-    name: str, package: Path, slow_us: int = 0, start_timeout_s: float = 120.0
+    name: str,
+    package: Path,
+    slow_us: int = 0,
+    start_timeout_s: float = 120.0,
+    extra_env: dict[str, str] | None = None,
 ) -> Iterator[int]:
     """Start server ``name`` on a free port, wait for ``/ping`` 200, yield the port, stop it."""
     port = free_port()
     cmd, env = command(name, package, port, slow_us)
+    env = {**env, **(extra_env or {})}
     with tempfile.NamedTemporaryFile("w+", suffix=f"-{name}.log") as log:
         proc = subprocess.Popen(
             pinned(cmd, SERVER_CORE),

@@ -30,13 +30,19 @@ def run(
     content_type: str = "application/json",
 ) -> dict[str, float]:
     """POST ``body`` to /invocations for ``seconds``; req/s, p50/p90/p99 (us), non-2xx."""
+    script = (
+        f'wrk.method = "POST"\nwrk.headers["Content-Type"] = "{content_type}"\n'
+        f"wrk.body = {json.dumps(body.decode())}\n"
+    )
+    return run_script(port, script, connections, seconds)
+
+
+def run_script(port: int, lua: str, connections: int, seconds: float) -> dict[str, float]:
+    """wrk with a Lua script (``lua``) against /invocations; the figures ``run`` gives."""
     wrk = require()
     with tempfile.TemporaryDirectory() as tmp:
         script = Path(tmp) / "post.lua"
-        script.write_text(
-            f'wrk.method = "POST"\nwrk.headers["Content-Type"] = "{content_type}"\n'
-            f"wrk.body = {json.dumps(body.decode())}\n"
-        )
+        script.write_text(lua)
         cmd = [wrk, "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency"]
         cmd += ["-s", str(script), f"http://127.0.0.1:{port}/invocations"]
         done = subprocess.run(pinned(cmd, LOAD_CORE), capture_output=True, text=True)

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from cli.store_commands import add_store_parsers
 from core.errors import FraudError
 from deploy.cli import add_deploy_parser
 from model.drift_scenarios import add_arguments as add_drift_arguments
@@ -384,6 +385,7 @@ def build_parser(artifacts: Path) -> argparse.ArgumentParser:
 
     add_deploy_parser(sub)
     add_monitor_parser(sub)
+    add_store_parsers(sub, artifacts)
 
     for name, what in (("bench", "make bench"), ("loadtest", "make loadtest")):
         p = sub.add_parser(name, help=f"{what}: flags after it pass through (--help for them)")

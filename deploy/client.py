@@ -32,6 +32,7 @@ import time
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 
+from core.fallback import FallbackPolicy
 from deploy.errors import SettingsError
 
 # (region, method, url, body, headers) -> headers to add, e.g. SigV4 for an IAM-authenticated API
@@ -40,28 +41,6 @@ FAILOVER_STATUS = {429, 500, 502, 503, 504}
 FIRST_ATTEMPT_SHARE = 0.6
 # a kept-alive connection the server already closed fails before any byte of the answer
 _STALE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
-
-
-@dataclasses.dataclass(frozen=True)
-class FallbackPolicy:
-    mode: str = "open"  # "open": approve when no score; "closed": decline
-    review_above: float | None = None  # fail-open: amounts at or above go to review
-    # a score from a region other than the home one (the first listed) was computed without
-    # the home region's online feature state: "score" lets it stand, "rule" lets the rule decide
-    degraded: str = "score"
-
-    def __post_init__(self) -> None:
-        if self.mode not in ("open", "closed"):
-            raise SettingsError(f"fallback mode {self.mode!r} is not 'open' or 'closed'")
-        if self.degraded not in ("score", "rule"):
-            raise SettingsError(f"degraded policy {self.degraded!r} is not 'score' or 'rule'")
-
-    def decide(self, amount: float) -> str:
-        if self.mode == "closed":
-            return "decline"
-        if self.review_above is not None and amount >= self.review_above:
-            return "review"
-        return "approve"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -27,7 +27,7 @@ import orjson
 
 from core.cpus import cpu_count
 from core.feature_names import FEATURE_NAMES
-from serving import codecs, logs, openapi, validation
+from serving import codecs, logs, openapi, transaction_requests, validation
 from serving.batch_limits import batcher_limit
 from serving.batcher import BatchStats, MicroBatcher
 from serving.capture import DataCapture
@@ -38,11 +38,14 @@ from serving.errors import (
     Overloaded,
     PayloadTooLarge,
     ServingError,
+    TransactionsUnavailable,
 )
+from serving.feature_store.factory import open_store
 from serving.identifiers import IdentifierHasher
 from serving.metrics import ServerMetrics, emf_line
 from serving.scorer import Scorer
 from serving.settings import MB, Settings
+from serving.transactions import TransactionPath
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -98,6 +101,8 @@ class FraudApp:
         self._requests = 0
         self._id_prefix = uuid.uuid4().hex[:12]
         self.checker: validation.Checker | None = None  # built once the package is loaded
+        self.transactions: TransactionPath | None = None  # opened with the package
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._last_request = time.monotonic()
         self.load_error: str | None = None
         self._load_task: asyncio.Future[None] | None = None
@@ -121,6 +126,7 @@ class FraudApp:
             self.checker = validation.Checker(s.feature_names, s.mins, s.maxs)
             self._openapi = orjson.dumps(openapi.document(s.feature_names, s.model_version))
             self.metrics.set_model(s.model_version, s.thresholds_version)
+            self._open_store()
         except Exception as exc:  # a bad package keeps /ping at 503, with the reason
             self.load_error = f"{type(exc).__name__}: {exc}"
             log.error(
@@ -136,11 +142,21 @@ class FraudApp:
         gc.freeze()
         self.ready = True
 
+    def _open_store(self) -> None:
+        store = open_store(self.settings)
+        if store is not None:
+            path = TransactionPath(
+                store, self.settings.allow_numeric_ids, self.settings.policies(), self.metrics
+            )
+            self.transactions = path
+            if self._loop is not None:  # its snapshot timer runs on the loop
+                self._loop.call_soon_threadsafe(path.start)
+
     async def startup(self) -> None:
         self.batcher.start()
         if self.capture is not None:
             self.capture.start()
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         self._log_handler = logs.batching_handler()  # the per-decision fast path, if ours
         self._load_task = loop.run_in_executor(None, self._load)
         self._flush_timer = loop.call_later(logs.FLUSH_INTERVAL_S, self._flush_logs)
@@ -156,6 +172,8 @@ class FraudApp:
             await self.batcher.close()
             if self.capture is not None:
                 await asyncio.get_running_loop().run_in_executor(None, self.capture.close)
+            if self.transactions is not None:
+                await self.transactions.close()
             written = getattr(self.capture, "written", 0)
             log.info("shut down", extra={"fields": {"captured": written}})
         finally:  # worker processes end with os._exit: this flush is the only sure one
@@ -297,6 +315,10 @@ class FraudApp:
         if not self.ready or checker is None:
             raise NotReady(f"not ready: {self.load_error or 'the model package is still loading'}")
         body = await self._read_body(headers, receive)
+        doc = transaction_requests.sniff(body, headers.get("content-type"))
+        if doc is not None:
+            await self._transactions(doc, scope, headers, request_id, body, send, started)
+            return
         if self.batcher.full:
             # shed before decoding: under overload the decode of requests that the full queue
             # would refuse anyway starved the loop, and queued requests overstayed their
@@ -311,17 +333,7 @@ class FraudApp:
         flagged, per_feature = checker.check(decoded.x)
         if any(per_feature):
             self.metrics.count_out_of_range(per_feature)
-        self.metrics.queue_rows = self.batcher.queued_rows + len(decoded.x)
-        scores = self.batcher.admit(decoded.x, client=scope.get("client"))
-        if scores is None:  # it waits in the queue for a batch
-            queued = self.batcher.enqueue(decoded.x)  # joins the queue now, not in a later task
-            try:
-                scores = await asyncio.wait_for(queued, self.settings.timeout_s)
-            except TimeoutError as exc:
-                raise DeadlineExceeded(
-                    "not scored within "
-                    f"SAGEMAKER_MODEL_SERVER_TIMEOUT={self.settings.timeout_s:g} s"
-                ) from exc
+        scores = await self._scores(decoded.x, scope)
         decisions = self.scorer.decisions(scores)
         predictions: list[dict[str, object]] = []
         for i, (score, decision) in enumerate(zip(scores.tolist(), decisions, strict=True)):
@@ -346,6 +358,71 @@ class FraudApp:
         try:
             self._record(request_id, headers, body, content_type, out, accept, predictions, elapsed)
         except Exception:  # the caller has its answer; a logging fault must not turn it 500
+            log.error(
+                "recording failed", exc_info=True, extra={"fields": {"request_id": request_id}}
+            )
+
+    async def _scores(self, x: np.ndarray, scope: Scope) -> np.ndarray:
+        self.metrics.queue_rows = self.batcher.queued_rows + len(x)
+        scores = self.batcher.admit(x, client=scope.get("client"))
+        if scores is None:  # it waits in the queue for a batch
+            queued = self.batcher.enqueue(x)  # joins the queue now, not in a later task
+            try:
+                scores = await asyncio.wait_for(queued, self.settings.timeout_s)
+            except TimeoutError as exc:
+                raise DeadlineExceeded(
+                    "not scored within "
+                    f"SAGEMAKER_MODEL_SERVER_TIMEOUT={self.settings.timeout_s:g} s"
+                ) from exc
+        return scores
+
+    async def _transactions(
+        self,
+        doc: dict[str, Any],
+        scope: Scope,
+        headers: dict[str, str],
+        request_id: str,
+        body: bytes,
+        send: Send,
+        started: float,
+    ) -> None:
+        """Raw transactions or labels (serving.transactions)."""
+        path = self.transactions
+        if path is None:
+            raise TransactionsUnavailable(
+                "the embedded feature store serves one worker process; set "
+                "FRAUD_FEATURE_STORE=redis://... or SAGEMAKER_MODEL_SERVER_WORKERS=1"
+            )
+        if self.batcher.full:
+            raise Overloaded(f"queue full ({self.batcher.queued_rows} rows waiting); retry")
+        s = self.scorer
+        versions = s.versions
+        answer = await path.handle(doc, lambda x: self._scores(x, scope), s.decisions, versions)
+        await _respond(send, 200, answer.body, JSON, self._headers(request_id))
+        elapsed = time.perf_counter() - started
+        self.metrics.latency.observe(elapsed)
+        self.metrics.requests.inc(("/invocations", "200"))
+        if not answer.records:  # labels
+            return
+        degraded = "degraded" in answer.records[0]  # decided by the fallback policy
+        if not degraded:
+            for r in answer.records:
+                self.metrics.decisions.inc((str(r["decision"]),))
+        try:  # the record keeps the features, whatever the response carried
+            captured = (
+                answer.body if degraded else codecs.encode(answer.records, codecs.JSON, versions)
+            )
+            self._record(
+                request_id,
+                headers,
+                body,
+                "application/json",
+                captured,
+                "application/json",
+                answer.records,
+                elapsed,
+            )
+        except Exception:
             log.error(
                 "recording failed", exc_info=True, extra={"fields": {"request_id": request_id}}
             )

@@ -4,12 +4,16 @@
     └── ServingError                 http_status 500 unless overridden
         ├── BadRequest               400  malformed body, wrong feature count, NaN/inf,
         │                                 non-numeric or impossible values, empty body
+        │   └── EventTooOld          400  a transaction older than FRAUD_MAX_EVENT_SKEW_S allows
         ├── PayloadTooLarge          413  body over SAGEMAKER_MAX_PAYLOAD_IN_MB
         ├── UnsupportedMediaType     415  unknown Content-Type
         ├── NotAcceptable            406  unsupported Accept
         ├── NotReady                 503  /ping and /invocations before the model is warm
         ├── Overloaded               503  the batching queue is full
-        └── DeadlineExceeded         503  a request waited past its deadline in the queue
+        ├── DeadlineExceeded         503  a request waited past its deadline in the queue
+        ├── StoreUnavailable         503  the feature store did not answer (the transaction
+        │                                 path answers degraded instead; see serving.transactions)
+        └── TransactionsUnavailable  501  no feature store serves this process (configuration)
 
 Messages name the bad input and what was expected; they go to callers as
 ``{"error": {"code", "message", "request_id"}}`` and never carry a traceback.
@@ -58,3 +62,17 @@ class Overloaded(ServingError):
 class DeadlineExceeded(ServingError):
     http_status = 503
     code = "deadline_exceeded"
+
+
+class EventTooOld(BadRequest):
+    code = "event_too_old"
+
+
+class StoreUnavailable(ServingError):
+    http_status = 503
+    code = "store_unavailable"
+
+
+class TransactionsUnavailable(ServingError):
+    http_status = 501
+    code = "transactions_unavailable"

@@ -113,6 +113,14 @@ class ServerMetrics(Collector):
             ["feature"],
         )
         self.decisions = Counts("fraud_decisions", "Decisions by band", ["decision"])
+        self.degraded = Counts(
+            "fraud_store_degraded",
+            "Transactions decided by the fallback policy: the feature store was down or late",
+            ["decision"],
+        )
+        self.backfilled = Counts(
+            "fraud_store_backfilled", "Degraded transactions written into the store later", []
+        )
         self._model: tuple[str, str, str] | None = None
         self._feature_names = feature_names
         self.registry = CollectorRegistry()
@@ -135,6 +143,8 @@ class ServerMetrics(Collector):
         yield GaugeMetricFamily("fraud_queue_rows", "Rows waiting to be scored", self.queue_rows)
         yield self.out_of_range.family()
         yield self.decisions.family()
+        yield self.degraded.family()
+        yield self.backfilled.family()
         info = GaugeMetricFamily(
             "fraud_model_info",
             "Loaded model and thresholds versions",

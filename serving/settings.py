@@ -7,12 +7,14 @@ serving package reads the environment.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from collections.abc import Mapping
 from pathlib import Path
 
 from core.cpus import cpu_count
 from core.errors import FraudError
+from core.fallback import FallbackPolicy, parse_policies
 from serving.codecs import JSON, RESPONSE_TYPES
 
 MB = 1024 * 1024
@@ -50,6 +52,14 @@ class Settings:
     identifier_fields: tuple[str, ...] = ()
     hmac_secret: bytes = b""
     emit_emf: bool = False
+    # the transaction path (serving.transactions): "embedded" or a redis:// URL
+    feature_store: str = "embedded"
+    store_path: Path | None = None  # the embedded store's snapshot file
+    store_deadline_ms: float = 50.0
+    max_event_skew_s: int = 300
+    allow_numeric_ids: bool = False
+    # JSON: {"default": {"mode": "open", "review_above": 500}, "<terminal_id>": {...}}
+    fallback_policies: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], **overrides: object) -> Settings:
@@ -69,14 +79,13 @@ class Settings:
 
             default_workers = workers_default(cpus, cuda_available())
         capture_dir = env.get("FRAUD_CAPTURE_DIR")
+        root = Path(env.get("FRAUD_SAGEMAKER_ROOT", "/opt/ml"))
+        store_path = env.get("FRAUD_STORE_PATH", str(root / "feature-store" / "embedded.pickle"))
         fields = tuple(
             f.strip() for f in env.get("FRAUD_IDENTIFIER_FIELDS", "").split(",") if f.strip()
         )
         values: dict[str, object] = {
-            "model_dir": Path(
-                env.get("FRAUD_MODEL_DIR")
-                or Path(env.get("FRAUD_SAGEMAKER_ROOT", "/opt/ml")) / "model"
-            ),
+            "model_dir": Path(env.get("FRAUD_MODEL_DIR") or root / "model"),
             "host": env.get("FRAUD_BIND_HOST", "0.0.0.0"),
             "port": get("SAGEMAKER_BIND_TO_PORT", int, 8080),
             "workers": get("SAGEMAKER_MODEL_SERVER_WORKERS", int, default_workers),
@@ -99,6 +108,12 @@ class Settings:
             "identifier_fields": fields,
             "hmac_secret": env.get("FRAUD_HMAC_SECRET", "").encode(),
             "emit_emf": env.get("FRAUD_EMIT_EMF", "") in {"1", "true", "yes"},
+            "feature_store": env.get("FRAUD_FEATURE_STORE") or "embedded",
+            "store_path": Path(store_path) if store_path else None,
+            "store_deadline_ms": get("FRAUD_STORE_DEADLINE_MS", float, 50.0),
+            "max_event_skew_s": get("FRAUD_MAX_EVENT_SKEW_S", int, 300),
+            "allow_numeric_ids": env.get("FRAUD_ALLOW_NUMERIC_IDS", "") in {"1", "true", "yes"},
+            "fallback_policies": env.get("FRAUD_FALLBACK_POLICIES", ""),
         }
         values.update(overrides)
         settings = cls(**values)  # type: ignore[arg-type]
@@ -118,17 +133,34 @@ class Settings:
             "deadline_ms": self.deadline_ms > 0,
             "capture_percent": 0.0 <= self.capture_percent <= 100.0,
             "batch_strategy": self.batch_strategy in {"MULTI_RECORD", "SINGLE_RECORD"},
+            "store_deadline_ms": self.store_deadline_ms > 0,
+            "max_event_skew_s": 0 <= self.max_event_skew_s <= 86_400,
+            "feature_store": self.feature_store == "embedded"
+            or self.feature_store.startswith(("redis://", "rediss://", "unix://")),
         }
         # an unsupported default would turn every request without Accept into an error
         checks["default_accept"] = self.default_accept in RESPONSE_TYPES
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
             raise SettingsError(f"out of range: { ({n: getattr(self, n) for n in bad}) }")
+        self.policies()  # raises naming what is wrong
         if self.identifier_fields and not self.hmac_secret:
             raise SettingsError(
                 "FRAUD_IDENTIFIER_FIELDS needs FRAUD_HMAC_SECRET: identifiers "
                 "are replaced by a keyed hash, never a plain one"
             )
+
+    def policies(self) -> dict[str, FallbackPolicy]:
+        """FRAUD_FALLBACK_POLICIES parsed: per terminal (merchant) id, and ``default``."""
+        if not self.fallback_policies:
+            return {}
+        try:
+            doc = json.loads(self.fallback_policies)
+            if not isinstance(doc, dict):
+                raise ValueError("not a JSON object")
+            return parse_policies(doc)
+        except ValueError as exc:
+            raise SettingsError(f"FRAUD_FALLBACK_POLICIES: {exc}") from exc
 
 
 def workers_default(cpus: int, gpu: bool) -> int:

@@ -1,4 +1,4 @@
-"""Features against a slow, obviously-correct reference, and online == offline."""
+"""Features against a slow, obviously-correct reference, and the embedded store == offline."""
 
 from __future__ import annotations
 
@@ -8,9 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.errors import OutOfOrderError
 from core.features import FEATURE_NAMES, compute_features, epoch_seconds
-from core.online_features import FeatureUpdater
+from core.windows import feature_row, id_key, to_cents
+from serving.errors import EventTooOld
+from serving.feature_store.base import Label, Transaction
+from serving.feature_store.embedded import EmbeddedStore
 
 DAY = 86_400
 
@@ -56,32 +58,51 @@ def test_offline_features_match_the_reference(sample: pd.DataFrame) -> None:
     assert (got.std(axis=0) > 0).all()
 
 
-def _stream(df: pd.DataFrame, label_delay_s: np.ndarray) -> list[tuple[str, tuple[object, ...]]]:
+def _stream(df: pd.DataFrame, label_delay_s: np.ndarray) -> list[tuple[str, object]]:
+    """Transactions in event order and labels ``label_delay_s`` after theirs, interleaved."""
     t = epoch_seconds(df["tx_datetime"])
-    events = [
-        (int(ts), 1, ("tx", (int(i), int(ts), int(c), int(term), float(a))))
-        for i, ts, c, term, a in zip(
+    events: list[tuple[int, int, str, object]] = [
+        (
+            int(ts),
+            1,
+            "tx",
+            Transaction(
+                int(i), id_key(int(i)), id_key(int(c)), id_key(int(m)), int(ts), to_cents(float(a))
+            ),
+        )
+        for i, ts, c, m, a in zip(
             df["transaction_id"], t, df["customer_id"], df["terminal_id"], df["amount"], strict=True
         )
     ]
     events += [
-        (int(ts + d), 0, ("label", (int(i), int(f))))
+        (int(ts + d), 0, "label", Label(id_key(int(i)), bool(f)))
         for i, ts, d, f in zip(df["transaction_id"], t, label_delay_s, df["is_fraud"], strict=True)
     ]
     events.sort(key=lambda e: (e[0], e[1]))  # at equal times a label lands before a transaction
-    return [e[2] for e in events]
+    return [(e[2], e[3]) for e in events]
 
 
-def test_online_updater_equals_offline_with_late_labels(small_transactions: pd.DataFrame) -> None:
-    df = small_transactions
+def _run(store: EmbeddedStore, stream: list[tuple[str, object]]) -> dict[object, list[float]]:
+    out: dict[object, list[float]] = {}
+    for _, item in stream:
+        if isinstance(item, Transaction):
+            agg = store.record_one(item).aggregates
+            out[item.transaction_id] = feature_row(item.time_s, item.cents, agg[:6], agg[6:])
+        else:
+            assert isinstance(item, Label) and store.label_one(item)
+    return out
+
+
+def test_the_embedded_store_equals_offline_with_late_labels(
+    small_transactions: pd.DataFrame,
+) -> None:
+    df = small_transactions.sample(frac=1.0, random_state=3)  # row order must not matter
     rng = np.random.default_rng(1)
     # labels arrive between 1 s and the full 7-day delay after their transaction
     delays = rng.integers(1, 7 * DAY + 1, size=len(df))
-    updater = FeatureUpdater()
-    online = updater.run(_stream(df, delays))
-    got = np.stack([online[int(i)] for i in df["transaction_id"]])
+    online = _run(EmbeddedStore(max_skew_s=300), _stream(df, delays))
+    got = np.array([online[int(i)] for i in df["transaction_id"]])
     np.testing.assert_array_equal(got, compute_features(df))
-    assert updater.labels_ignored == 0
 
 
 def test_a_label_later_than_the_delay_corrects_the_window_once_it_arrives(
@@ -89,8 +110,8 @@ def test_a_label_later_than_the_delay_corrects_the_window_once_it_arrives(
 ) -> None:
     df = small_transactions[small_transactions["tx_datetime"] < pd.Timestamp(2018, 7, 1)]
     delays = np.full(len(df), 9 * DAY)  # two days too late for the offline assumption
-    online = FeatureUpdater().run(_stream(df, delays))
-    got = np.stack([online[int(i)] for i in df["transaction_id"]])
+    online = _run(EmbeddedStore(max_skew_s=300), _stream(df, delays))
+    got = np.array([online[int(i)] for i in df["transaction_id"]])
     want = compute_features(df)
     risk_cols = [FEATURE_NAMES.index(f"terminal_risk_{n}d") for n in (1, 7, 30)]
     other = [j for j in range(len(FEATURE_NAMES)) if j not in risk_cols]
@@ -100,23 +121,29 @@ def test_a_label_later_than_the_delay_corrects_the_window_once_it_arrives(
     assert (got[:, risk_cols] < want[:, risk_cols]).any()
 
 
-def test_updater_state_stays_bounded_over_a_long_history() -> None:
-    updater = FeatureUpdater()
+def test_store_state_stays_bounded_over_a_long_history() -> None:
+    store = EmbeddedStore(max_skew_s=300)
     start = int(pd.Timestamp(dt.date(2018, 1, 1)).timestamp())
     for k in range(400):  # one transaction a day for 400 days on one card and terminal
-        updater.update(k, start + k * DAY, "card", "term", 10.0)
-        updater.add_label(k, 0)
-    assert len(updater._open) <= 38
-    term = updater._terminals["term"]
-    assert len(term.pending) + len(term.windows[-1].events) <= 38
-    assert len(updater._customers["card"].windows[-1].events) <= 30
+        store.record_one(Transaction(k, id_key(k), "card", "term", start + k * DAY, 1000))
+        store.label_one(Label(id_key(k), k % 2 == 0))
+    assert len(store.records) <= 38
+    assert len(store.terminals["term"].times) <= 38
+    assert len(store.terminals["term"].fraud_times) <= 19
+    assert len(store.customers["card"].keys) <= 31
 
 
-def test_out_of_order_transactions_are_refused() -> None:
-    updater = FeatureUpdater()
-    updater.update(1, 1_000_000, "c", "t", 5.0)
-    with pytest.raises(OutOfOrderError, match="older than the last one"):
-        updater.update(2, 999_999, "c", "t", 5.0)
+def test_events_older_than_the_skew_are_refused() -> None:
+    store = EmbeddedStore(max_skew_s=300)
+    store.record_one(Transaction(1, id_key(1), "c", "t", 1_000_000, 500))
+    store.record_one(Transaction(2, id_key(2), "c", "t", 999_700, 500))  # within the skew
+    with pytest.raises(EventTooOld, match="FRAUD_MAX_EVENT_SKEW_S=300"):
+        store.record_one(Transaction(3, id_key(3), "c", "t", 999_699, 500))
+
+
+def test_ids_tie_break_numerically_for_integers_and_by_code_point_for_strings() -> None:
+    assert id_key(9) < id_key(10) < id_key(10**19) < id_key("") < id_key("a") < id_key("ab")
+    assert id_key("a b") < id_key("a\x7f") < id_key("aé")
 
 
 def test_calendar_flags_follow_utc_weekday_and_hour() -> None:

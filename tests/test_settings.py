@@ -38,8 +38,35 @@ def test_sagemaker_variables_are_honoured() -> None:
         ({"SAGEMAKER_CONTAINER_LOG_LEVEL": "LOUD"}, "not a log level"),
         ({"FRAUD_CAPTURE_PERCENT": "150"}, "capture_percent"),
         ({"FRAUD_IDENTIFIER_FIELDS": "card_token"}, "FRAUD_HMAC_SECRET"),
+        ({"FRAUD_FEATURE_STORE": "memcached://x"}, "feature_store"),
+        ({"FRAUD_MAX_EVENT_SKEW_S": "-1"}, "max_event_skew_s"),
+        ({"FRAUD_STORE_DEADLINE_MS": "0"}, "store_deadline_ms"),
+        ({"FRAUD_FALLBACK_POLICIES": "[1]"}, "FRAUD_FALLBACK_POLICIES"),
+        ({"FRAUD_FALLBACK_POLICIES": '{"m-1": {"mode": "maybe"}}'}, "'maybe'"),
     ],
 )
 def test_bad_settings_are_named(env: dict[str, str], fragment: str) -> None:
     with pytest.raises(SettingsError, match=fragment):
         Settings.from_env(env)
+
+
+def test_transaction_settings_are_read() -> None:
+    s = Settings.from_env(
+        {
+            "SAGEMAKER_MODEL_SERVER_WORKERS": "1",
+            "FRAUD_SAGEMAKER_ROOT": "/x",
+            "FRAUD_FEATURE_STORE": "redis://cache:6379/0",
+            "FRAUD_MAX_EVENT_SKEW_S": "60",
+            "FRAUD_STORE_DEADLINE_MS": "20",
+            "FRAUD_ALLOW_NUMERIC_IDS": "1",
+            "FRAUD_FALLBACK_POLICIES": '{"default": {"mode": "closed"}, "7": {"review_above": 50}}',
+        }
+    )
+    assert (s.feature_store, s.max_event_skew_s, s.store_deadline_ms) == (
+        "redis://cache:6379/0",
+        60,
+        20.0,
+    )
+    assert s.allow_numeric_ids and s.store_path == Path("/x/feature-store/embedded.pickle")
+    policies = s.policies()
+    assert policies["default"].decide(1.0) == "decline" and policies["7"].decide(60.0) == "review"

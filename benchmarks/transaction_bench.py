@@ -1,0 +1,186 @@
+"""The transaction path against the feature-vector path: the feature step in process, HTTP
+c=1 p50 gaps as interleaved pairs on one server, best throughput, and memory per customer.
+
+Run by the lead (``python -m benchmarks.transaction_bench``); never in tests. The server is
+pinned to one core and wrk to the other (``benchmarks.servers``); with ``--redis`` a
+``redis-server`` is started on the server's core. Each wrk run sends fresh transaction ids
+(a Lua ``request`` function), so nothing is a replay, with times one second apart per
+request and a new id prefix and time base per run, so no event is refused as too old.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+from typing import Any
+
+from benchmarks import servers, wrk
+from benchmarks.http_bench import bodies
+from core.windows import DAY_S, feature_row, id_key
+from serving.feature_store.base import Transaction
+from serving.feature_store.embedded import EmbeddedStore
+
+T0 = 1_533_733_500
+LEVELS = (1, 4, 16, 64)
+
+_LUA = """
+counter = 0
+request = function()
+  counter = counter + 1
+  local body = string.format('{"transactions":[{"transaction_id":"%s-%d","customer_id":'
+    .. '"c-%d","terminal_id":"m-%d","amount":%d.25,"timestamp":%d}]}',
+    "__PREFIX__", counter, counter % __CUSTOMERS__, counter % 5000, counter % 400,
+    __BASE__ + counter)
+  return wrk.format("POST", "/invocations", {["Content-Type"]="application/json"}, body)
+end
+"""
+
+
+def _stream(n: int, customers: int, terminals: int, start_s: int) -> list[Transaction]:
+    rng = random.Random(0)
+    out = []
+    for k in range(n):
+        key = id_key(f"b-{k}")
+        c, m = id_key(rng.randrange(customers)), id_key(rng.randrange(terminals))
+        out.append(Transaction(f"b-{k}", key, c, m, start_s + k * 30 * DAY_S // n, 1234))
+    return out
+
+
+def feature_step_us(
+    customers: int = 100_000, per_customer: int = 60, runs: int = 20_000
+) -> dict[str, float]:
+    """p50/p99 of record + feature_row on an embedded store filled with 30 days of traffic
+    (``per_customer`` events each), and the store's bytes per customer."""
+    tracemalloc.start()
+    store = EmbeddedStore(300)
+    for tx in _stream(customers * per_customer, customers, customers // 20, T0):
+        store.record_one(tx)
+    size, _ = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    latest = store.latest_s
+    times = []
+    for k, tx in enumerate(_stream(runs, customers, customers // 20, latest + 1)):
+        tx = Transaction(f"x-{k}", id_key(f"x-{k}"), tx.customer, tx.terminal, tx.time_s, 999)
+        t = time.perf_counter_ns()
+        r = store.record_one(tx)
+        feature_row(tx.time_s, tx.cents, r.aggregates[:6], r.aggregates[6:])
+        times.append(time.perf_counter_ns() - t)
+    times.sort()
+    return {
+        "p50_us": times[len(times) // 2] / 1e3,
+        "p99_us": times[len(times) * 99 // 100] / 1e3,
+        "bytes_per_customer": size / customers,
+        "bytes_per_1m_customers": size / customers * 1e6,
+        "events_per_customer": per_customer,
+    }
+
+
+def redis_bytes_per_customer(url: str, customers: int = 20_000, per_customer: int = 60) -> float:
+    import redis
+
+    from serving.feature_store.redis_store import RedisStore
+
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    before = int(client.info("memory")["used_memory"])
+
+    async def load() -> None:
+        store = RedisStore(url, 300, 30.0)
+        txs = _stream(customers * per_customer, customers, customers // 20, T0)
+        for i in range(0, len(txs), 500):
+            await store.record(txs[i : i + 500], backfill=True)
+        await store.close()
+
+    asyncio.run(load())
+    return (int(client.info("memory")["used_memory"]) - before) / customers
+
+
+def _script(run: int, customers: int) -> str:
+    return (
+        _LUA.replace("__PREFIX__", f"r{run}-{random.randrange(1 << 30)}")
+        .replace("__CUSTOMERS__", str(customers))
+        .replace("__BASE__", str(T0 + run * 10_000_000))
+    )
+
+
+def http(package: Path, store_url: str | None, rounds: int, seconds: float) -> dict[str, Any]:
+    """c=1 p50: transaction vs feature vector on one server, ``rounds`` interleaved pairs;
+    best req/s of each over LEVELS connections."""
+    env = {"FRAUD_STORE_PATH": ""}
+    if store_url is not None:
+        env["FRAUD_FEATURE_STORE"] = store_url
+    vector = bodies()["json1"][0]
+    run = iter(range(1_000_000))
+    with servers.running("ours", package, extra_env=env) as port:
+        wrk.run(port, vector, 1, 1)
+        wrk.run_script(port, _script(next(run), 100_000), 1, 1)
+        pairs = [
+            (
+                wrk.run_script(port, _script(next(run), 100_000), 1, seconds),
+                wrk.run(port, vector, 1, seconds),
+            )
+            for _ in range(rounds)
+        ]
+        best_tx = max(
+            wrk.run_script(port, _script(next(run), 100_000), c, seconds)["rps"] for c in LEVELS
+        )
+        best_vec = max(wrk.run(port, vector, c, seconds)["rps"] for c in LEVELS)
+    gaps = [t["p50_us"] - v["p50_us"] for t, v in pairs]
+    return {
+        "pairs": [(t["p50_us"], v["p50_us"]) for t, v in pairs],
+        "median_gap_us": statistics.median(gaps),
+        "throughput_ratio": best_tx / best_vec,
+        "non_2xx": sum(t["non_2xx"] for t, _ in pairs),
+    }
+
+
+def _wait_for(url: str, timeout_s: float = 20.0) -> None:
+    import redis
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            redis.Redis.from_url(url).ping()
+            return
+        except redis.ConnectionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--package", type=Path, default=Path("artifacts/package"))
+    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--redis", action="store_true", help="also with a local redis-server")
+    args = parser.parse_args(argv)
+    result: dict[str, Any] = {"feature_step": feature_step_us()}
+    result["embedded"] = http(args.package.resolve(), None, args.rounds, args.seconds)
+    if args.redis:
+        port = servers.free_port()
+        with tempfile.TemporaryDirectory() as tmp:
+            cmd = ["redis-server", "--port", str(port), "--save", "", "--dir", tmp]
+            proc = subprocess.Popen(servers.pinned(cmd, servers.SERVER_CORE))
+            try:
+                url = f"redis://127.0.0.1:{port}/0"
+                _wait_for(url)
+                result["redis_bytes_per_customer"] = redis_bytes_per_customer(url)
+                result["redis"] = http(args.package.resolve(), url, args.rounds, args.seconds)
+            finally:
+                proc.kill()
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

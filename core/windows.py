@@ -1,0 +1,180 @@
+"""The feature windows, defined once: per-entity event state, its reads, and the 15-value row.
+
+Every path that computes features goes through this module or derives from its constants:
+the offline table (``core.features.compute_features`` replays a frame through
+:class:`CustomerWindows` and :class:`TerminalWindows`), the embedded online store (the same
+classes, one per entity) and the Redis store (a Lua script whose constants are formatted from
+the ones below and whose aggregates are turned into features by :func:`feature_row`).
+
+Definitions (``t`` an event time in whole seconds, ``d`` the label delay):
+
+- customer, window ``w``: the events with time in (t - w, t] whose (time, id key) is at most
+  the event's own; the count and the sum of amounts in integer cents.
+- terminal, window ``w``: the events with time in (t - d - w, t - d], whatever their id; the
+  count and the number labelled fraud. An event's own terminal entry never counts (d > 0).
+- a label counts for every read at or after its transaction's time plus ``d``.
+
+Reads return integer aggregates only (counts, cent sums, fraud counts); :func:`feature_row`
+turns them into the model's floats, so every store rounds the same way. Ties between events
+at the same second are broken by :func:`id_key`, which orders integer ids numerically and
+string ids by code point, as the offline sort does.
+
+Pure Python (``bisect`` over sorted lists): nothing here imports numpy or pandas, so the
+server's transaction path stays free of them.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, bisect_right, insort
+
+from core.feature_names import CUSTOMER_WINDOWS_DAYS, TERMINAL_WINDOWS_DAYS
+
+DAY_S = 86_400
+LABEL_DELAY_DAYS = 7
+LABEL_DELAY_S = LABEL_DELAY_DAYS * DAY_S
+CUSTOMER_WINDOWS_S = tuple(n * DAY_S for n in CUSTOMER_WINDOWS_DAYS)
+TERMINAL_WINDOWS_S = tuple(n * DAY_S for n in TERMINAL_WINDOWS_DAYS)
+# how far back an entity's events can still be read, from the latest event it saw
+CUSTOMER_RETENTION_S = max(CUSTOMER_WINDOWS_S)
+TERMINAL_RETENTION_S = max(TERMINAL_WINDOWS_S) + LABEL_DELAY_S
+# integer ids sort before string ids; padded so the string order is the numeric order
+_INT_KEY_DIGITS = 20
+MAX_INT_ID = 10**_INT_KEY_DIGITS - 1
+
+# (count_1d, cents_1d, count_7d, cents_7d, count_30d, cents_30d)
+CustomerAggregates = tuple[int, ...]
+# (count_1d, frauds_1d, count_7d, frauds_7d, count_30d, frauds_30d)
+TerminalAggregates = tuple[int, ...]
+
+
+def id_key(transaction_id: str | int) -> str:
+    """The tie-break key of a transaction id: integers numerically, strings by code point."""
+    if isinstance(transaction_id, int):
+        return f"0{transaction_id:0{_INT_KEY_DIGITS}d}"
+    return "1" + transaction_id
+
+
+def to_cents(amount: float) -> int:
+    """An amount in currency units -> integer cents (the unit every window sum uses)."""
+    return round(amount * 100)
+
+
+class CustomerWindows:
+    """One customer's events: (time, id key) sorted, with their amounts in cents."""
+
+    __slots__ = ("keys", "cents")
+
+    def __init__(self) -> None:
+        self.keys: list[tuple[int, str]] = []
+        self.cents: list[int] = []
+
+    def add(self, time_s: int, key: str, cents: int) -> None:
+        at = bisect_right(self.keys, (time_s, key))
+        self.keys.insert(at, (time_s, key))
+        self.cents.insert(at, cents)
+
+    def read(self, time_s: int, key: str) -> CustomerAggregates:
+        keys, cents = self.keys, self.cents
+        hi = bisect_right(keys, (time_s, key))
+        w1, w7, w30 = CUSTOMER_WINDOWS_S
+        # time > t - w; the windows nest, so each sum extends the shorter one's
+        lo1 = bisect_left(keys, (time_s - w1 + 1,), 0, hi)
+        lo7 = bisect_left(keys, (time_s - w7 + 1,), 0, lo1)
+        lo30 = bisect_left(keys, (time_s - w30 + 1,), 0, lo7)
+        s1 = sum(cents[lo1:hi])
+        s7 = s1 + sum(cents[lo7:lo1])
+        return (hi - lo1, s1, hi - lo7, s7, hi - lo30, s7 + sum(cents[lo30:lo7]))
+
+    def prune(self, before_s: int) -> None:
+        """Forget events with time < before_s."""
+        cut = bisect_left(self.keys, (before_s,))
+        if cut:
+            del self.keys[:cut], self.cents[:cut]
+
+
+class TerminalWindows:
+    """One terminal's event times, and the times of those labelled fraud (both sorted)."""
+
+    __slots__ = ("times", "fraud_times")
+
+    def __init__(self) -> None:
+        self.times: list[int] = []
+        self.fraud_times: list[int] = []
+
+    def add(self, time_s: int) -> None:
+        insort(self.times, time_s)
+
+    def label(self, time_s: int, fraud: bool) -> None:
+        """Mark one event at ``time_s`` fraud (or undo that); the caller tracks transitions."""
+        if fraud:
+            insort(self.fraud_times, time_s)
+        else:
+            at = bisect_left(self.fraud_times, time_s)
+            if at < len(self.fraud_times) and self.fraud_times[at] == time_s:
+                del self.fraud_times[at]
+
+    def read(self, time_s: int) -> TerminalAggregates:
+        times, frauds = self.times, self.fraud_times
+        top = time_s - LABEL_DELAY_S  # time <= t - d
+        hi, fhi = bisect_right(times, top), bisect_right(frauds, top)
+        w1, w7, w30 = TERMINAL_WINDOWS_S
+        # time > t - d - w
+        return (
+            hi - bisect_right(times, top - w1, 0, hi),
+            fhi - bisect_right(frauds, top - w1, 0, fhi),
+            hi - bisect_right(times, top - w7, 0, hi),
+            fhi - bisect_right(frauds, top - w7, 0, fhi),
+            hi - bisect_right(times, top - w30, 0, hi),
+            fhi - bisect_right(frauds, top - w30, 0, fhi),
+        )
+
+    def prune(self, before_s: int) -> None:
+        cut = bisect_left(self.times, before_s)
+        if cut:
+            del self.times[:cut]
+        cut = bisect_left(self.fraud_times, before_s)
+        if cut:
+            del self.fraud_times[:cut]
+
+
+def calendar_flags(time_s: int) -> tuple[float, float]:
+    """(is_weekend, is_night) as 0/1 floats from an event time in epoch seconds (UTC)."""
+    weekday = (time_s // DAY_S + 3) % 7  # 1970-01-01 was a Thursday (weekday 3, Monday = 0)
+    hour = (time_s % DAY_S) // 3600
+    return float(weekday >= 5), float(hour <= 6)
+
+
+def mean_amount(sum_cents: int, count: int) -> float:
+    """Mean amount in currency units; 0 for an empty window."""
+    return sum_cents / (count * 100.0) if count else 0.0
+
+
+def risk(frauds: int, count: int) -> float:
+    """Share of fraudulent transactions; 0 for an empty window."""
+    return frauds / count if count else 0.0
+
+
+def feature_row(
+    time_s: int, cents: int, customer: CustomerAggregates, terminal: TerminalAggregates
+) -> list[float]:
+    """The 15 features (``core.feature_names`` order) from one event's aggregates."""
+    weekend, night = calendar_flags(time_s)
+    c1, s1, c7, s7, c30, s30 = customer
+    n1, f1, n7, f7, n30, f30 = terminal
+    return [
+        cents / 100.0,
+        weekend,
+        night,
+        float(c1),
+        mean_amount(s1, c1),
+        float(c7),
+        mean_amount(s7, c7),
+        float(c30),
+        mean_amount(s30, c30),
+        float(n1),
+        risk(f1, n1),
+        float(n7),
+        risk(f7, n7),
+        float(n30),
+        risk(f30, n30),
+    ]

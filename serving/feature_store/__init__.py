@@ -1,0 +1,1 @@
+"""Online feature stores for the transaction path (design: DESIGN.md beside this file)."""

@@ -1,0 +1,186 @@
+"""The offline table, the embedded store and the Redis store (a real redis-server) agree."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from core.features import compute_features, epoch_seconds
+from core.windows import DAY_S, feature_row, id_key, to_cents
+from serving.errors import EventTooOld
+from serving.feature_store.base import FeatureStore, Label, Transaction
+from serving.feature_store.embedded import EmbeddedStore
+from serving.feature_store.redis_store import RedisStore
+from tests.redis_server import RedisServer
+
+BATCH_S = 6 * 3600
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    srv = RedisServer(tmp_path_factory.mktemp("redis"))
+    yield srv
+    srv.stop()
+
+
+def _events(df: pd.DataFrame, delays_s: np.ndarray) -> list[Transaction | Label]:
+    t = epoch_seconds(df["tx_datetime"])
+    timed: list[tuple[int, int, Transaction | Label]] = []
+    for i, ts, c, m, a, fraud, d in zip(
+        df["transaction_id"],
+        t,
+        df["customer_id"],
+        df["terminal_id"],
+        df["amount"],
+        df["is_fraud"],
+        delays_s,
+        strict=True,
+    ):
+        key = id_key(int(i))
+        # shuffled within 200 s of their time: out of order, inside the 300 s skew
+        timed.append(
+            (
+                int(ts) + int(d[0]),
+                1,
+                Transaction(
+                    int(i), key, id_key(int(c)), id_key(int(m)), int(ts), to_cents(float(a))
+                ),
+            )
+        )
+        # labels land in batches every 6 hours (fewer store calls), never past the delay
+        timed.append((-(-(int(ts) + int(d[1])) // BATCH_S) * BATCH_S, 0, Label(key, bool(fraud))))
+    timed.sort(key=lambda e: (e[0], e[1]))
+    return [e[2] for e in timed]
+
+
+async def _run(store: FeatureStore, events: list[Transaction | Label]) -> dict[int, list[float]]:
+    """Feed the events in runs (one store call per run of transactions or of labels)."""
+    out: dict[int, list[float]] = {}
+    k = 0
+    while k < len(events):
+        kind = type(events[k])
+        run = []
+        while k < len(events) and type(events[k]) is kind and len(run) < 200:
+            run.append(events[k])
+            k += 1
+        if kind is Transaction:
+            for tx, r in zip(run, await store.record(run), strict=True):  # type: ignore[arg-type]
+                assert not r.replayed
+                out[tx.transaction_id] = feature_row(
+                    tx.time_s, tx.cents, r.aggregates[:6], r.aggregates[6:]
+                )  # type: ignore[union-attr,index]
+        else:
+            assert all(await store.label(run))  # type: ignore[arg-type]
+    return out
+
+
+async def _both(url: str, events: list[Transaction | Label]) -> list[dict[int, list[float]]]:
+    redis_store = RedisStore(url, 300, 5.0)
+    try:
+        await redis_store.client.flushdb()
+        return [await _run(EmbeddedStore(300), events), await _run(redis_store, events)]
+    finally:
+        await redis_store.close()
+
+
+def test_offline_embedded_and_redis_agree_on_simulated_data(
+    small_transactions: pd.DataFrame, redis_server: RedisServer
+) -> None:
+    df = small_transactions[small_transactions["tx_datetime"] < pd.Timestamp(2018, 7, 12)]
+    ids = [int(i) for i in df["transaction_id"]]
+    rng = np.random.default_rng(7)
+    labels_late = rng.integers(200, 7 * DAY_S - BATCH_S, len(df))  # within the label delay
+    # in event order: all three equal, bit for bit
+    in_order = _events(df, np.stack([np.zeros(len(df), dtype=np.int64), labels_late], axis=1))
+    want = compute_features(df)
+    for served in asyncio.run(_both(redis_server.url, in_order)):
+        np.testing.assert_array_equal(np.array([served[i] for i in ids]), want)
+    # up to 200 s out of order (inside the 300 s skew): each event is read at its own time,
+    # so an event answered before an earlier one arrived misses it; both stores alike
+    first = df[df["tx_datetime"] < pd.Timestamp(2018, 6, 15)]
+    late = rng.integers(0, 200, len(first))
+    shuffled = _events(first, np.stack([late, labels_late[: len(first)]], axis=1))
+    embedded, redis = asyncio.run(_both(redis_server.url, shuffled))
+    assert embedded == redis
+    offline_first = compute_features(first).tolist()
+    assert [embedded[int(i)] for i in first["transaction_id"]] != offline_first
+
+
+def test_redis_replays_refuses_late_events_and_reports_unknown_labels(
+    redis_server: RedisServer,
+) -> None:
+    async def scenario() -> None:
+        store = RedisStore(redis_server.url, 300, 5.0)
+        try:
+            t = 2_000_000_000
+            first = Transaction("x-1", id_key("x-1"), id_key("c"), id_key("m"), t, 1250)
+            (a,) = await store.record([first])
+            (b,) = await store.record([first])
+            assert not a.replayed and b.replayed and a.aggregates == b.aggregates
+            assert a.aggregates[:2] == (1, 1250)
+            late = Transaction("x-2", id_key("x-2"), id_key("c"), id_key("m"), t - 301, 10)
+            with pytest.raises(EventTooOld, match="FRAUD_MAX_EVENT_SKEW_S=300"):
+                await store.record([late])
+            assert await store.label([Label(id_key("x-1"), True), Label(id_key("no"), True)]) == [
+                True,
+                False,
+            ]
+            ttl = await store.client.ttl("fraud:c:" + id_key("c"))
+            assert 0 < ttl <= 30 * DAY_S + 300  # keys expire once no window needs them
+        finally:
+            await store.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_store_snapshot_round_trips(tmp_path: Path) -> None:
+    store = EmbeddedStore(300, tmp_path / "s.pickle")
+    tx = Transaction(1, id_key(1), "c", "m", 1_000_000, 500)
+    first = store.record_one(tx)
+    store.write(store.snapshot())
+    again = EmbeddedStore.open(300, tmp_path / "s.pickle").record_one(tx)
+    assert again.replayed and again.aggregates == first.aggregates
+
+
+def test_the_serving_path_imports_no_pandas() -> None:
+    code = (
+        "import sys, serving.app, serving.feature_store.embedded, "
+        "serving.feature_store.redis_store; print('pandas' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_an_unreadable_snapshot_starts_an_empty_store(tmp_path: Path) -> None:
+    path = tmp_path / "s.pickle"
+    path.write_bytes(b"not a pickle")
+    store = EmbeddedStore.open(300, path)
+    assert store.records == {} and store.path == path
+
+
+def test_both_stores_break_ties_at_the_same_second_by_id(redis_server: RedisServer) -> None:
+    t = 2_100_000_000
+    ids = ["b", "a", "ab", "\u00e9", "a\u00e9"]  # arrival order; code points: a < ab < aé < b < é
+    txs = [Transaction(i, id_key(i), "c", "m", t, 100) for i in ids]
+
+    async def counts(store: FeatureStore) -> list[int]:
+        return [(await store.record([tx]))[0].aggregates[0] for tx in txs]
+
+    async def both() -> tuple[list[int], list[int]]:
+        redis_store = RedisStore(redis_server.url, 300, 5.0)
+        try:
+            await redis_store.client.flushdb()
+            return await counts(EmbeddedStore(300)), await counts(redis_store)
+        finally:
+            await redis_store.close()
+
+    embedded, redis = asyncio.run(both())
+    # each counts the events already recorded whose id is at most its own, itself included
+    assert embedded == redis == [1, 1, 2, 4, 3]

@@ -1,0 +1,159 @@
+"""Raw transactions through a running server backed by a real redis-server."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pandas as pd
+import pytest
+
+from tests.redis_server import RedisServer
+from tests.test_server import Server, _opt_ml
+from tests.transaction_replay import check_replay, send
+from tests.transaction_replay import transaction as _item
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    srv = RedisServer(tmp_path_factory.mktemp("redis"))
+    yield srv
+    srv.stop()
+
+
+def _send(srv: Server, doc: dict[str, object]) -> httpx.Response:
+    return send(srv.url, doc)
+
+
+def _atol(workers: int, package: Path) -> float:
+    """1e-5 within one process. Each worker picks its own backends by timing them, so with
+    two the same rows may meet different accepted variants: the guard's largest difference."""
+    if workers == 1:
+        return 1e-5
+    manifest = json.loads((package / "manifest.json").read_text())
+    accepted = manifest["guard"]["variants"]
+    return max(
+        [1e-5] + [accepted[v]["max_abs_diff"] for v in manifest["variants"] if v in accepted]
+    )
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_replayed_weeks_get_the_offline_features_and_scores_with_redis(
+    workers: int,
+    small_package: Path,
+    small_transactions: pd.DataFrame,
+    redis_server: RedisServer,
+    tmp_path: Path,
+) -> None:
+    import redis
+
+    redis.Redis.from_url(redis_server.url).flushdb()
+    # the first 40 days (every window full: 30 days, 37 for terminals) of a third of the
+    # customers, CI-sized; terminal windows are computed over the same rows on both sides
+    df = small_transactions[
+        (small_transactions["tx_datetime"] < pd.Timestamp(2018, 7, 11))
+        & (small_transactions["customer_id"] < 100)
+    ]
+    srv = Server(
+        _opt_ml(tmp_path, small_package),
+        {
+            "FRAUD_FEATURE_STORE": redis_server.url,
+            "FRAUD_STORE_DEADLINE_MS": "10000",
+            "SAGEMAKER_MODEL_SERVER_WORKERS": str(workers),
+        },
+    )
+    srv.wait_healthy()
+    try:
+        served = check_replay(df, srv.url, _atol(workers, small_package))
+        # a retry to any worker is a replay, counted once
+        first = df.sort_values(["tx_datetime", "transaction_id"]).iloc[-1]
+        item = {
+            "transaction_id": int(first.transaction_id),
+            "customer_id": int(first.customer_id),
+            "terminal_id": int(first.terminal_id),
+            "amount": float(first.amount),
+            "timestamp": first.tx_datetime.isoformat() + "Z",
+        }
+        for _ in range(3):
+            r = _send(srv, {"transactions": [item], "return_features": True})
+            assert r.status_code == 200 and r.json()["predictions"][0]["replayed"] is True
+            assert r.json()["predictions"][0]["features"]["amount"] == served[-1][0]
+    finally:
+        srv.stop()
+
+
+T0 = 1_533_733_500
+
+
+def test_a_redis_outage_is_answered_by_the_fallback_policy_and_backfilled(
+    small_package: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "redis").mkdir()
+    store = RedisServer(tmp_path / "redis", persistent=True)
+    policies = {"default": {"mode": "open", "review_above": 100}, "m-closed": {"mode": "closed"}}
+    srv = Server(
+        _opt_ml(tmp_path, small_package),
+        {
+            "FRAUD_FEATURE_STORE": store.url,
+            "FRAUD_STORE_DEADLINE_MS": "200",
+            "FRAUD_FALLBACK_POLICIES": json.dumps(policies),
+        },
+    )
+    srv.wait_healthy()
+    clock = itertools.count(T0)
+    statuses: list[int] = []
+    stop = threading.Event()
+
+    def background_load() -> None:
+        with httpx.Client(timeout=30) as client:
+            for k in itertools.count():
+                if stop.is_set():
+                    return
+                item = _item(f"bg-{k}", next(clock), f"bg-{k % 7}", "m-bg", 10.0)
+                r = client.post(srv.url + "/invocations", json={"transactions": [item]})
+                statuses.append(r.status_code)
+
+    sent = itertools.count(1)
+
+    def mine(terminal: str = "m-1", amount: float = 10.0) -> dict[str, object]:
+        item = _item(f"o-{next(sent)}", next(clock), "c-out", terminal, amount)
+        r = _send(srv, {"transactions": [item], "return_features": True})
+        assert r.status_code == 200, r.text
+        return r.json()["predictions"][0]
+
+    loader = threading.Thread(target=background_load)
+    loader.start()
+    try:
+        assert not any(mine().get("degraded") for _ in range(5))
+        store.stop()  # SIGKILL
+        during = [mine() for _ in range(3)]
+        assert all(p["degraded"] and p["score"] is None for p in during)
+        assert [p["decision"] for p in during] == ["approve"] * 3
+        assert mine("m-closed")["decision"] == "decline"
+        assert mine(amount=150.0)["decision"] == "review"
+        assert httpx.get(srv.url + "/ping").status_code == 200  # SageMaker keeps the instance
+        assert "fraud_store_degraded_total" in httpx.get(srv.url + "/metrics").text
+        store.start()
+        answer = mine()
+        for _ in range(200):  # until the client reconnects
+            if not answer.get("degraded"):
+                break
+            answer = mine()
+        assert not answer.get("degraded")
+        # every transaction of the card, those of the outage included, is in its windows
+        assert answer["features"]["customer_count_1d"] == next(sent) - 1  # type: ignore[index]
+        assert not mine().get("degraded")
+    finally:
+        stop.set()
+        loader.join()
+        srv.stop()
+        store.stop()
+    assert statuses and set(statuses) == {200}
+    logged = [
+        line for line in srv.log.read_text().splitlines() if "feature store unavailable" in line
+    ]
+    assert logged  # the outage is logged
