@@ -23,7 +23,6 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 import numpy as np
-import orjson
 
 from core.cpus import cpu_count
 from core.feature_names import FEATURE_NAMES
@@ -109,7 +108,7 @@ class FraudApp:
         self._flush_timer: asyncio.TimerHandle | None = None
         self._log_handler: logs.BatchingHandler | None = None
         # the contract before the package loads (features by name); rebuilt from the package
-        self._openapi = orjson.dumps(openapi.document(list(FEATURE_NAMES), ""))
+        self._openapi = openapi.render(openapi.document(list(FEATURE_NAMES), ""))
 
     # -- life cycle ------------------------------------------------------------------------
 
@@ -124,7 +123,7 @@ class FraudApp:
                 self.settings.score_p99_budget_us,
             )
             self.checker = validation.Checker(s.feature_names, s.mins, s.maxs)
-            self._openapi = orjson.dumps(openapi.document(s.feature_names, s.model_version))
+            self._openapi = openapi.render(openapi.document(s.feature_names, s.model_version))
             self.metrics.set_model(s.model_version, s.thresholds_version)
             self._open_store()
         except Exception as exc:  # a bad package keeps /ping at 503, with the reason

@@ -9,10 +9,13 @@ every response must match it, and no request may get a 5xx.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
+from core.windows import MAX_INT_ID
 from serving import codecs
+from serving.transaction_requests import MAX_AMOUNT, MAX_ID_CHARS
 from serving.validation import FLOAT32_MAX, feature_rule
 
 ERROR_STATUSES = {
@@ -20,7 +23,9 @@ ERROR_STATUSES = {
     "406": "no supported type in Accept",
     "413": "body over SAGEMAKER_MAX_PAYLOAD_IN_MB",
     "415": "unsupported Content-Type",
-    "503": "not ready, shutting down, queue full or past the deadline: retry",
+    "501": "transactions with the embedded store and several workers (use Redis)",
+    "503": "not ready, shutting down, queue full, past the deadline, or labels while the "
+    "feature store is down: retry",
 }
 SAGEMAKER_HEADERS = {
     "X-Amzn-SageMaker-Custom-Attributes": "opaque; echoed on the response",
@@ -120,6 +125,93 @@ def _components(names: Sequence[str]) -> dict[str, Any]:
             },
         },
         "Error": _error_schema(),
+        **_transaction_components(names),
+    }
+
+
+def _transaction_components(names: Sequence[str]) -> dict[str, Any]:
+    token = {
+        "anyOf": [
+            {"type": "string", "minLength": 1, "maxLength": MAX_ID_CHARS},
+            {"type": "integer", "minimum": 0, "maximum": MAX_INT_ID},
+        ],
+        "description": "an opaque token; 13-19 digits passing Luhn (a card number?) get 400 "
+        "unless FRAUD_ALLOW_NUMERIC_IDS=1",
+    }
+    transaction = {
+        "type": "object",
+        "required": ["transaction_id", "customer_id", "terminal_id", "amount", "timestamp"],
+        "properties": {
+            "transaction_id": token,
+            "customer_id": token,
+            "terminal_id": token,
+            "amount": {"type": "number", "minimum": -MAX_AMOUNT, "maximum": MAX_AMOUNT},
+            "timestamp": {
+                "anyOf": [
+                    {"type": "string", "format": "date-time"},
+                    {"type": "number", "minimum": 0, "exclusiveMaximum": 1e11},
+                ],
+                "description": "ISO 8601 with a zone, or epoch seconds; an event older than "
+                "the windows serve (FRAUD_MAX_EVENT_SKEW_S behind the newest) gets 400",
+            },
+        },
+    }
+    scored = {
+        "type": "object",
+        "required": ["transaction_id", "score", "decision", "replayed"],
+        "properties": {
+            "transaction_id": token,
+            "score": {
+                "type": ["number", "null"],
+                "description": "null when degraded: the fallback policy decided",
+            },
+            "decision": {"enum": ["approve", "review", "decline"]},
+            "replayed": {"type": "boolean", "description": "a retry of a transaction id"},
+            "degraded": {"type": "boolean"},
+            "features": {
+                "type": "object",
+                "required": list(names),
+                "properties": {n: {"type": "number"} for n in names},
+            },
+        },
+    }
+    return {
+        "Transactions": {
+            "type": "object",
+            "required": ["transactions"],
+            "properties": {
+                "transactions": {"type": "array", "minItems": 1, "items": transaction},
+                "return_features": {"type": "boolean"},
+            },
+        },
+        "Labels": {
+            "type": "object",
+            "required": ["labels"],
+            "properties": {
+                "labels": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {
+                        "type": "object",
+                        "required": ["transaction_id", "fraud"],
+                        "properties": {"transaction_id": token, "fraud": {"type": "boolean"}},
+                    },
+                }
+            },
+        },
+        "TransactionPredictions": {
+            "type": "object",
+            "required": ["predictions", "model_version", "thresholds_version", "precision"],
+            "properties": {"predictions": {"type": "array", "items": scored}},
+        },
+        "LabelsAccepted": {
+            "type": "object",
+            "required": ["labels_accepted", "unknown_transaction_ids"],
+            "properties": {
+                "labels_accepted": {"type": "integer", "minimum": 0},
+                "unknown_transaction_ids": {"type": "array", "items": token},
+            },
+        },
     }
 
 
@@ -131,10 +223,12 @@ def _errors() -> dict[str, Any]:
 def _invocations() -> dict[str, Any]:
     rows = {"type": "array", "minItems": 1, "items": {"$ref": "#/components/schemas/Row"}}
     json_body = {
-        "oneOf": [
+        "anyOf": [
             {"$ref": "#/components/schemas/Instances"},
             rows,
             {"$ref": "#/components/schemas/Row"},
+            {"$ref": "#/components/schemas/Transactions"},
+            {"$ref": "#/components/schemas/Labels"},
         ]
     }
     text = {"type": "string", "minLength": 1}
@@ -154,7 +248,7 @@ def _invocations() -> dict[str, Any]:
     }
     return {
         "post": {
-            "summary": "Score card transactions' feature vectors",
+            "summary": "Score feature vectors or raw transactions, or record fraud labels",
             "parameters": [accept, *headers],
             "requestBody": {
                 "required": True,
@@ -175,7 +269,15 @@ def _invocations() -> dict[str, Any]:
                         "X-Amzn-SageMaker-Custom-Attributes": {"schema": {"type": "string"}}
                     },
                     "content": {
-                        codecs.JSON: {"schema": {"$ref": "#/components/schemas/Predictions"}},
+                        codecs.JSON: {
+                            "schema": {
+                                "anyOf": [
+                                    {"$ref": "#/components/schemas/Predictions"},
+                                    {"$ref": "#/components/schemas/TransactionPredictions"},
+                                    {"$ref": "#/components/schemas/LabelsAccepted"},
+                                ]
+                            }
+                        },
                         codecs.CSV: {"schema": {"type": "string"}},
                         codecs.JSONLINES: {"schema": {"type": "string"}},
                     },
@@ -249,3 +351,8 @@ def document(names: Sequence[str], model_version: str) -> dict[str, Any]:
         },
         "components": {"schemas": _components(names)},
     }
+
+
+def render(doc: dict[str, Any]) -> bytes:
+    """The document as JSON bytes (the stdlib: id bounds exceed orjson's 64-bit integers)."""
+    return json.dumps(doc, separators=(",", ":")).encode()
