@@ -12,6 +12,7 @@ import httpx
 import pandas as pd
 import pytest
 
+from optimize.precision import SCORE_TOLERANCE
 from tests.redis_server import RedisServer
 from tests.test_server import Server, _opt_ml
 from tests.transaction_replay import check_replay, send
@@ -27,18 +28,6 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 
 def _send(srv: Server, doc: dict[str, object]) -> httpx.Response:
     return send(srv.url, doc)
-
-
-def _atol(workers: int, package: Path) -> float:
-    """1e-5 within one process. Each worker picks its own backends by timing them, so with
-    two the same rows may meet different accepted variants: the guard's largest difference."""
-    if workers == 1:
-        return 1e-5
-    manifest = json.loads((package / "manifest.json").read_text())
-    accepted = manifest["guard"]["variants"]
-    return max(
-        [1e-5] + [accepted[v]["max_abs_diff"] for v in manifest["variants"] if v in accepted]
-    )
 
 
 @pytest.mark.parametrize("workers", [1, 2])
@@ -68,7 +57,7 @@ def test_replayed_weeks_get_the_offline_features_and_scores_with_redis(
     )
     srv.wait_healthy()
     try:
-        served = check_replay(df, srv.url, _atol(workers, small_package))
+        served = check_replay(df, srv.url, SCORE_TOLERANCE)
         # a retry to any worker is a replay, counted once
         first = df.sort_values(["tx_datetime", "transaction_id"]).iloc[-1]
         item = {
