@@ -256,6 +256,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return run(os.environ, model_dir=model_dir, port=args.port, workers=args.workers)
 
 
+def cmd_replay(args: argparse.Namespace) -> int:
+    """Re-score a logged request's decisions; exit 0 only when every one matches."""
+    from serving.replay import run
+
+    package = args.model_dir or _paths(args.artifacts)["package"]
+    report = run(args.log, args.request_id, package)
+    print(json.dumps(report, indent=2))
+    return 0 if report["all_match"] else 1
+
+
 def cmd_benchmark(args: argparse.Namespace) -> int:
     """``fraud bench`` and ``fraud loadtest``: the benchmark suite or the Locust load test
     (``make bench`` / ``make loadtest``) on the artifacts' package; other flags pass through."""
@@ -382,6 +392,12 @@ def build_parser(artifacts: Path) -> argparse.ArgumentParser:
         help="worker processes (default SAGEMAKER_MODEL_SERVER_WORKERS or one per core)",
     )
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("replay", help="reproduce a logged decision from the decision log")
+    p.add_argument("request_id", help="the request id (X-Amzn-SageMaker-Inference-Id or ours)")
+    p.add_argument("--log", type=Path, required=True, help="the server's log (JSON lines)")
+    p.add_argument("--model-dir", type=Path, help="model package (default: the demo package)")
+    p.set_defaults(func=cmd_replay)
 
     add_deploy_parser(sub)
     add_monitor_parser(sub)

@@ -355,7 +355,17 @@ class FraudApp:
         self.metrics.latency.observe(elapsed)
         self.metrics.requests.inc(("/invocations", "200"))
         try:
-            self._record(request_id, headers, body, content_type, out, accept, predictions, elapsed)
+            self._record(
+                request_id,
+                headers,
+                body,
+                content_type,
+                out,
+                accept,
+                predictions,
+                elapsed,
+                decoded.x,
+            )
         except Exception:  # the caller has its answer; a logging fault must not turn it 500
             log.error(
                 "recording failed", exc_info=True, extra={"fields": {"request_id": request_id}}
@@ -436,12 +446,18 @@ class FraudApp:
         accept: str,
         predictions: list[dict[str, object]],
         elapsed_s: float,
+        rows: np.ndarray | None = None,
     ) -> None:
-        """Audit log (one record per decision), capture and EMF: after the response is sent."""
+        """Audit log (one record per decision), capture and EMF: after the response is sent.
+        Each decision record holds the features it was scored on (``fraud replay`` re-scores
+        it): the transaction path's records carry them already, feature vectors' ``rows``."""
         if decision_log.isEnabledFor(logging.INFO):
             fast = self._log_handler
-            for p in predictions:
+            names = self.scorer.feature_names
+            for i, p in enumerate(predictions):
                 fields = {"request_id": request_id, **self.scorer.versions, **self.hasher.redact(p)}
+                if rows is not None:
+                    fields["features"] = dict(zip(names, rows[i].tolist(), strict=True))
                 if fast is not None:
                     fast.append_info(decision_log.name, "decision", fields)
                 else:
