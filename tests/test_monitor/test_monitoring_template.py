@@ -155,6 +155,20 @@ def test_pipeline_steps_are_valid_requests() -> None:
     assert container["Image"] == VALUES["ServingImageUri"]  # train image runs the jobs
 
 
+def test_pipeline_trains_and_evaluates_on_the_features_steps_table() -> None:
+    steps = {s["Name"]: s for s in pipeline()["Steps"]}
+    assert [s["Name"] for s in pipeline()["Steps"]][0] == "Features"
+    features = _placeholders(steps["Features"]["Arguments"])
+    validate("CreateProcessingJob", {"ProcessingJobName": "pipelines-f", **features})
+    (source,) = steps["Features"]["Arguments"]["ProcessingInputs"]
+    assert source["S3Input"]["S3Uri"] == {"Get": "Parameters.TransactionsUri"}
+    table = {"Get": "Steps.Features.ProcessingOutputConfig.Outputs['features'].S3Output.S3Uri"}
+    (channel,) = steps["Train"]["Arguments"]["InputDataConfig"]
+    assert channel["DataSource"]["S3DataSource"]["S3Uri"] == table
+    inputs = {i["InputName"]: i for i in steps["Evaluate"]["Arguments"]["ProcessingInputs"]}
+    assert inputs["data"]["S3Input"]["S3Uri"] == table
+
+
 def test_pipeline_reads_what_train_and_the_comparison_write() -> None:
     steps = {s["Name"]: s for s in pipeline()["Steps"]}
     spec = steps["Train"]["Arguments"]["AlgorithmSpecification"]
