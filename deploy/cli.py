@@ -348,7 +348,8 @@ def add_deploy_parser(sub: Any) -> None:
         ("tune", cmd_tune, "managed-spot tuning job over fraud tune nn's search space"),
     ):
         p = cmds.add_parser(name, help=help_text)
-        p.add_argument("--job-name", required=True, help="a tuning job's: at most 32 characters")
+        limit = " (at most 32 characters)" if name == "tune" else ""
+        p.add_argument("--job-name", required=True, help=f"job name{limit}")
         p.add_argument("--image-uri", required=True)
         p.add_argument("--role-arn", required=True)
         p.add_argument("--train-uri", required=True, help="s3:// prefix of the transactions")
