@@ -1,4 +1,6 @@
-"""``fraud features load`` and ``fraud labels ingest``: fill a feature store from files."""
+"""``fraud features load`` and ``fraud labels ingest``: fill a feature store from files;
+``fraud features build``: the offline feature table (``model.feature_table``) that training
+reads, e.g. as the retraining pipeline's first Processing step."""
 
 from __future__ import annotations
 
@@ -46,15 +48,26 @@ def add_store_parsers(sub: Any, artifacts: Path) -> None:
             cmd_labels_ingest,
         ),
     )
+    groups = {}
     for group, group_help, name, name_help, (arg, arg_help), func in commands:
         p = sub.add_parser(group, help=group_help)
-        q = p.add_subparsers(dest=f"{group}_command", required=True).add_parser(
-            name, help=name_help
-        )
+        groups[group] = p.add_subparsers(dest=f"{group}_command", required=True)
+        q = groups[group].add_parser(name, help=name_help)
         q.add_argument(arg, type=Path, help=arg_help)
         q.add_argument("--store", default="embedded", help="embedded (default) or redis://...")
         q.add_argument("--store-path", type=Path, default=path, help="embedded store snapshot")
         q.set_defaults(func=func)
+    q = groups["features"].add_parser("build", help="the feature table training reads")
+    q.add_argument("history", type=Path, help="transactions: a file or a directory of them")
+    q.add_argument("--out", type=Path, required=True, help="directory for features.parquet")
+    q.set_defaults(func=cmd_features_build)
+
+
+def cmd_features_build(args: argparse.Namespace) -> int:
+    from model.feature_table import build
+
+    print(json.dumps(build(args.history, args.out)))
+    return 0
 
 
 def cmd_features_load(args: argparse.Namespace) -> int:

@@ -156,3 +156,22 @@ class Clients:
             autoscaling=client(settings, "application-autoscaling", shared),
             ec2=client(settings, "ec2", shared),
         )
+
+
+def submit_and_follow(
+    action: str,
+    describe: Callable[[], Any],
+    create: Callable[[], Any],
+    status_key: str,
+    done: set[str],
+    timeout_s: float,
+    interval_s: float,
+) -> dict[str, Any]:
+    """Create a SageMaker job unless ``describe`` finds it, then poll it to a state in
+    ``done``; its last description. ``describe`` raises NotFound for a missing job."""
+    try:
+        describe()
+    except NotFound:
+        create()
+    wait_until(action, lambda: str(describe()[status_key]), done, timeout_s, interval_s)
+    return dict(describe())

@@ -1,5 +1,5 @@
 """``fraud deploy`` subcommands: package, plan, apply, status, rollback, promote, neo, train,
-failover, render, drill.
+tune, evaluate, failover, render, drill.
 
 Each handler builds and validates every setting first (region, credentials, instance type,
 canary size, package checksum), then connects: bad input is refused before any AWS call.
@@ -27,6 +27,8 @@ SUBCOMMANDS = (
     "promote",
     "neo",
     "train",
+    "tune",
+    "evaluate",
     "failover",
     "render",
     "drill",
@@ -163,13 +165,11 @@ def cmd_neo(args: argparse.Namespace) -> int:
     return _print(compile_model(client(aws, "sagemaker"), request, args.timeout_s))
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    from deploy.aws import client
-    from deploy.training import TrainingJob, train
+def _training_job(args: argparse.Namespace) -> Any:
+    from deploy.training import TrainingJob
     from model.hyperparameters import parse_pairs
 
-    aws = _aws(args)
-    job = TrainingJob(
+    return TrainingJob(
         name=args.job_name,
         image_uri=args.image_uri,
         role_arn=args.role_arn,
@@ -182,7 +182,46 @@ def cmd_train(args: argparse.Namespace) -> int:
         max_wait_s=args.max_wait_s,
         hyperparameters=tuple(sorted(parse_pairs(args.set).items())),
     )
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from deploy.aws import client
+    from deploy.training import train
+
+    aws, job = _aws(args), _training_job(args)
     return _print(train(client(aws, "sagemaker"), job, args.timeout_s))
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from deploy.aws import client
+    from deploy.tuning_job import default_strings, request, tune
+
+    aws, job = _aws(args), _training_job(args)
+    request(args.job_name, job, default_strings(), args.max_parallel)  # refused before AWS
+    sagemaker = client(aws, "sagemaker")
+    return _print(tune(sagemaker, args.job_name, job, args.max_parallel, args.timeout_s))
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from deploy.aws import client
+    from deploy.evaluation_job import EvaluationJob, evaluate
+
+    aws = _aws(args)
+    job = EvaluationJob(
+        name=args.job_name,
+        image_uri=args.image_uri,
+        role_arn=args.role_arn,
+        data_uri=args.data_uri,
+        model_uri=args.model_uri,
+        output_uri=args.output_uri,
+        kms_key_arn=args.kms_key_arn,
+        instances=args.instances,
+        folds=args.folds,
+        seeds=args.seeds,
+        instance_type=args.instance_type,
+        max_runtime_s=args.max_runtime_s,
+    )
+    return _print(evaluate(client(aws, "sagemaker"), job, args.timeout_s))
 
 
 def cmd_failover(args: argparse.Namespace) -> int:
@@ -304,20 +343,43 @@ def add_deploy_parser(sub: Any) -> None:
     p.add_argument("--timeout-s", type=float, default=1_800)
     p.set_defaults(func=cmd_neo)
 
-    p = cmds.add_parser("train", help="SageMaker training job on managed spot instances")
+    for name, func, help_text in (
+        ("train", cmd_train, "SageMaker training job on managed spot instances"),
+        ("tune", cmd_tune, "managed-spot tuning job over fraud tune nn's search space"),
+    ):
+        p = cmds.add_parser(name, help=help_text)
+        limit = " (at most 32 characters)" if name == "tune" else ""
+        p.add_argument("--job-name", required=True, help=f"job name{limit}")
+        p.add_argument("--image-uri", required=True)
+        p.add_argument("--role-arn", required=True)
+        p.add_argument("--train-uri", required=True, help="s3:// prefix of the transactions")
+        p.add_argument("--output-uri", required=True)
+        p.add_argument("--checkpoint-uri", required=True)
+        p.add_argument("--kms-key-arn", required=True)
+        p.add_argument("--instance-type", default="ml.g4dn.xlarge")
+        p.add_argument("--max-runtime-s", type=int, default=3_600)
+        p.add_argument("--max-wait-s", type=int, default=7_200)
+        p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+        if name == "tune":
+            p.add_argument("--max-parallel", type=int, default=2, help="training jobs at once")
+        p.add_argument("--timeout-s", type=float, default=7_200 if name == "train" else 86_400)
+        p.set_defaults(func=func)
+
+    p = cmds.add_parser("evaluate", help="prequential folds as one Processing job, N instances")
     p.add_argument("--job-name", required=True)
-    p.add_argument("--image-uri", required=True)
+    p.add_argument("--image-uri", required=True, help="the training image (fraud evaluate)")
     p.add_argument("--role-arn", required=True)
-    p.add_argument("--train-uri", required=True, help="s3:// prefix of the transactions")
-    p.add_argument("--output-uri", required=True)
-    p.add_argument("--checkpoint-uri", required=True)
+    p.add_argument("--data-uri", required=True, help="s3:// prefix of the transactions")
+    p.add_argument("--model-uri", required=True, help="s3://.../model.tar.gz of a training job")
+    p.add_argument("--output-uri", required=True, help="s3:// prefix for the shard files")
     p.add_argument("--kms-key-arn", required=True)
-    p.add_argument("--instance-type", default="ml.g4dn.xlarge")
-    p.add_argument("--max-runtime-s", type=int, default=3_600)
-    p.add_argument("--max-wait-s", type=int, default=7_200)
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--timeout-s", type=float, default=7_200)
-    p.set_defaults(func=cmd_train)
+    p.add_argument("--instances", type=int, default=4)
+    p.add_argument("--folds", type=int, default=4)
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--instance-type", default="ml.c5.2xlarge")
+    p.add_argument("--max-runtime-s", type=int, default=14_400)
+    p.add_argument("--timeout-s", type=float, default=14_400)
+    p.set_defaults(func=cmd_evaluate)
 
     p = cmds.add_parser("failover", help="Route 53 latency records + health checks, 2 regions")
     p.add_argument("--zone-id", required=True)

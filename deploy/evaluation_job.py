@@ -14,9 +14,11 @@ import dataclasses
 import shlex
 from typing import Any
 
-from deploy.errors import SettingsError
+from deploy.aws import call, submit_and_follow
+from deploy.errors import DeployError, SettingsError
 
 BASE = "/opt/ml/processing"
+DONE = {"Completed", "Failed", "Stopped"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,3 +105,32 @@ class EvaluationJob:
             "StoppingCondition": {"MaxRuntimeInSeconds": self.max_runtime_s},
             "NetworkConfig": {"EnableNetworkIsolation": True},
         }
+
+
+def evaluate(
+    sagemaker: Any, job: EvaluationJob, timeout_s: float, interval_s: float = 60.0
+) -> dict[str, Any]:
+    """Submit the Processing job unless it exists, follow it to the end; where its shard
+    files are and the command that merges them."""
+    action = f"processing job {job.name}"
+    done = submit_and_follow(
+        action,
+        lambda: call(
+            f"describe {action}", sagemaker.describe_processing_job, ProcessingJobName=job.name
+        ),
+        lambda: call(f"create {action}", sagemaker.create_processing_job, **job.request()),
+        "ProcessingJobStatus",
+        DONE,
+        timeout_s,
+        interval_s,
+    )
+    status = done["ProcessingJobStatus"]
+    if status != "Completed":
+        raise DeployError(f"{action} {status}: {done.get('FailureReason')}")
+    return {
+        "job": job.name,
+        "status": status,
+        "instances": job.instances,
+        "shards": job.output_uri,
+        "merge": "fraud evaluate --shard-runs FILE, once per shard-K-of-N.json under shards",
+    }

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from deploy.aws import call, find, wait_until
+from deploy.aws import call, submit_and_follow
 from deploy.errors import DeployError, SettingsError
 
 CHECKPOINT_DIR = "/opt/ml/checkpoints"
@@ -85,17 +85,17 @@ def train(
 ) -> dict[str, Any]:
     """Submit the job unless it exists, then follow it to the end."""
     action = f"training job {job.name}"
-    if (
-        find(f"describe {action}", sagemaker.describe_training_job, TrainingJobName=job.name)
-        is None
-    ):
-        call(f"create {action}", sagemaker.create_training_job, **job.request())
-
-    def describe() -> dict[str, Any]:
-        return call(f"describe {action}", sagemaker.describe_training_job, TrainingJobName=job.name)
-
-    wait_until(action, lambda: str(describe()["TrainingJobStatus"]), DONE, timeout_s, interval_s)
-    done = describe()
+    done = submit_and_follow(
+        action,
+        lambda: call(
+            f"describe {action}", sagemaker.describe_training_job, TrainingJobName=job.name
+        ),
+        lambda: call(f"create {action}", sagemaker.create_training_job, **job.request()),
+        "TrainingJobStatus",
+        DONE,
+        timeout_s,
+        interval_s,
+    )
     if done["TrainingJobStatus"] != "Completed":
         raise DeployError(f"{action} {done['TrainingJobStatus']}: {done.get('FailureReason')}")
     return {

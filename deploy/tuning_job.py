@@ -13,10 +13,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from deploy.aws import call, submit_and_follow
+from deploy.errors import DeployError, SettingsError
 from deploy.training import TrainingJob
 from model.sagemaker_train import METRIC_DEFINITIONS
 
 OBJECTIVE = "validation:average_precision"
+NAME_LIMIT = 32
+DONE = {"Completed", "Failed", "Stopped"}
 JOB_ONLY = ("TrainingJobName", "HyperParameters", "AlgorithmSpecification", "ResourceConfig")
 
 
@@ -31,10 +35,24 @@ def search_space(
     }
 
 
+def default_strings() -> dict[str, str]:
+    """``Hyperparameters()``'s values as the strings a training job receives."""
+    from model.hyperparameters import Hyperparameters
+
+    return {
+        k: ",".join(map(str, v)) if isinstance(v, list) else str(v)
+        for k, v in Hyperparameters().to_json().items()
+    }
+
+
 def request(
     name: str, job: TrainingJob, defaults: dict[str, str], max_parallel: int = 2
 ) -> dict[str, Any]:
     """CreateHyperParameterTuningJob arguments (``name``: at most 32 characters)."""
+    if not 1 <= len(name) <= NAME_LIMIT:
+        raise SettingsError(f"tuning job name {name!r}: 1 to {NAME_LIMIT} characters")
+    if max_parallel < 1:
+        raise SettingsError(f"max parallel training jobs {max_parallel}: at least 1")
     from model.tuning import NN_CANDIDATES  # the training stack: only when a job is built
 
     space = search_space(NN_CANDIDATES, defaults)
@@ -60,4 +78,43 @@ def request(
             "AlgorithmSpecification": {**spec, "MetricDefinitions": METRIC_DEFINITIONS},
             "ResourceConfig": resources,
         },
+    }
+
+
+def tune(
+    sagemaker: Any,
+    name: str,
+    job: TrainingJob,
+    max_parallel: int,
+    timeout_s: float,
+    interval_s: float = 60.0,
+) -> dict[str, Any]:
+    """Submit the tuning job unless it exists, follow it to the end; its best training job."""
+    args = request(name, job, default_strings(), max_parallel)
+    action = f"tuning job {name}"
+    done = submit_and_follow(
+        action,
+        lambda: call(
+            f"describe {action}",
+            sagemaker.describe_hyper_parameter_tuning_job,
+            HyperParameterTuningJobName=name,
+        ),
+        lambda: call(f"create {action}", sagemaker.create_hyper_parameter_tuning_job, **args),
+        "HyperParameterTuningJobStatus",
+        DONE,
+        timeout_s,
+        interval_s,
+    )
+    status = done["HyperParameterTuningJobStatus"]
+    if status != "Completed":
+        raise DeployError(f"{action} {status}: {done.get('FailureReason')}")
+    best = done.get("BestTrainingJob", {})
+    objective = best.get("FinalHyperParameterTuningJobObjectiveMetric", {})
+    return {
+        "job": name,
+        "status": status,
+        "training_jobs": done.get("TrainingJobStatusCounters"),
+        "best_training_job": best.get("TrainingJobName"),
+        "best_hyperparameters": best.get("TunedHyperParameters"),
+        "objective": {objective.get("MetricName", OBJECTIVE): objective.get("Value")},
     }

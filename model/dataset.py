@@ -17,6 +17,8 @@ import pandas as pd
 
 from core.features import LABEL_COLUMN, REQUIRED_COLUMNS, compute_features
 from model.errors import DataError
+from model.feature_table import COLUMNS as FEATURE_COLUMNS
+from model.feature_table import split
 
 OPTIONAL_COLUMNS = ("fraud_scenario",)
 DEFAULT_TRAIN_START = dt.date(2018, 7, 25)
@@ -48,7 +50,8 @@ def read_transactions(path: Path) -> pd.DataFrame:
 def check_schema(df: pd.DataFrame, source: str) -> None:
     expected = (*REQUIRED_COLUMNS, LABEL_COLUMN)
     missing = [c for c in expected if c not in df.columns]
-    extra = [c for c in df.columns if c not in expected and c not in OPTIONAL_COLUMNS]
+    optional = (*OPTIONAL_COLUMNS, *FEATURE_COLUMNS)
+    extra = [c for c in df.columns if c not in expected and c not in optional]
     if missing or extra:
         raise DataError(
             f"{source}: missing columns {missing}, unexpected columns {extra}; "
@@ -57,9 +60,13 @@ def check_schema(df: pd.DataFrame, source: str) -> None:
 
 
 def with_features(df: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
-    """Sort by event time and compute the feature matrix: (frame, (rows, 15) float64)."""
+    """Sort by event time and compute the feature matrix: (frame, (rows, 15) float64).
+
+    A feature table (``model.feature_table``) gives its features as written, and the frame
+    without them."""
     df = df.sort_values(["tx_datetime", "transaction_id"], kind="stable").reset_index(drop=True)
-    return df, compute_features(df)
+    table = split(df)
+    return table if table is not None else (df, compute_features(df))
 
 
 @dataclasses.dataclass(frozen=True)

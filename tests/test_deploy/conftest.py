@@ -32,6 +32,19 @@ def moto_url() -> Iterator[str]:
     server.stop()
 
 
+@pytest.fixture()
+def moto_env(moto_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The environment ``fraud deploy`` reads, pointed at moto's server."""
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_REGION": REGION,
+        "FRAUD_AWS_ENDPOINT_URL": moto_url,
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+
+
 @pytest.fixture(scope="session")
 def aws(moto_url: str) -> AwsSettings:
     return AwsSettings(

@@ -16,21 +16,12 @@ from tests.test_deploy.stack import put_stack_alarms
 
 
 def test_package_plan_apply_status_from_the_command_line(
-    moto_url: str,
+    moto_env: None,
     aws: AwsSettings,
     platform: Platform,
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_REGION": "eu-west-1",
-        "FRAUD_AWS_ENDPOINT_URL": moto_url,
-    }.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
     tarball = make_tarball(tmp_path / "model.tar.gz")
     clients = Clients.connect(aws)
     put_stack_alarms(clients.cloudwatch, clients.sns, "fraud-cli")

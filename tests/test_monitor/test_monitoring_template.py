@@ -38,6 +38,7 @@ VALUES = {
     "QualityWindowHours": "192",
     "MonitorInstanceType": "ml.m5.large",
     "TrainingInstanceType": "ml.g4dn.xlarge",
+    "TrainingRepositoryName": "fraud-train",
     "ModelPackageGroupName": "fraud-score",
     "AveragePrecisionMin": "0.6",
     "DeclineRateMax": "0.02",
@@ -153,6 +154,26 @@ def test_pipeline_steps_are_valid_requests() -> None:
     assert register["Arguments"]["ModelApprovalStatus"] == "PendingManualApproval"
     (container,) = register["Arguments"]["InferenceSpecification"]["Containers"]
     assert container["Image"] == VALUES["ServingImageUri"]  # train image runs the jobs
+
+
+def test_pipeline_trains_and_evaluates_on_the_features_steps_table() -> None:
+    steps = {s["Name"]: s for s in pipeline()["Steps"]}
+    assert [s["Name"] for s in pipeline()["Steps"]][0] == "Features"
+    features = _placeholders(steps["Features"]["Arguments"])
+    validate("CreateProcessingJob", {"ProcessingJobName": "pipelines-f", **features})
+    (source,) = steps["Features"]["Arguments"]["ProcessingInputs"]
+    assert source["S3Input"]["S3Uri"] == {"Get": "Parameters.TransactionsUri"}
+    table = {"Get": "Steps.Features.ProcessingOutputConfig.Outputs['features'].S3Output.S3Uri"}
+    (channel,) = steps["Train"]["Arguments"]["InputDataConfig"]
+    assert channel["DataSource"]["S3DataSource"]["S3Uri"] == table
+    inputs = {i["InputName"]: i for i in steps["Evaluate"]["Arguments"]["ProcessingInputs"]}
+    assert inputs["data"]["S3Input"]["S3Uri"] == table
+    # the jobs' role may write where the step uploads its table
+    (output,) = steps["Features"]["Arguments"]["ProcessingOutputConfig"]["Outputs"]
+    prefix = output["S3Output"]["S3Uri"]["Std:Join"]["Values"][0].removeprefix("s3://")
+    policy = substitute(resources()["RetrainingJobRole"]["Properties"]["Policies"][0])
+    writes = [s for s in policy["PolicyDocument"]["Statement"] if s["Action"] == "s3:PutObject"]
+    assert [f"arn:aws:s3:::{prefix}/*" in w["Resource"] for w in writes] == [True]
 
 
 def test_pipeline_reads_what_train_and_the_comparison_write() -> None:
