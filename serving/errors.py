@@ -13,7 +13,9 @@
         ├── DeadlineExceeded         503  a request waited past its deadline in the queue
         ├── StoreUnavailable         503  the feature store did not answer (the transaction
         │                                 path answers degraded instead; see serving.transactions)
-        └── TransactionsUnavailable  501  no feature store serves this process (configuration)
+        ├── TransactionsUnavailable  501  no feature store serves this process (configuration)
+        └── StoreAuthUnavailable     500  the Redis store's AUTH token could not be read from
+                                          Secrets Manager at start (the model never turns ready)
 
 Messages name the bad input and what was expected; they go to callers as
 ``{"error": {"code", "message", "request_id"}}`` and never carry a traceback.
@@ -76,3 +78,7 @@ class StoreUnavailable(ServingError):
 class TransactionsUnavailable(ServingError):
     http_status = 501
     code = "transactions_unavailable"
+
+
+class StoreAuthUnavailable(ServingError):
+    code = "store_auth_unavailable"

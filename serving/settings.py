@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from core.fallback import FallbackPolicy, parse_policies
 from serving.codecs import JSON, RESPONSE_TYPES
 
 MB = 1024 * 1024
+SECRET_ARN = r"arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:[\w/+=.@-]+"
 
 
 class SettingsError(FraudError, ValueError):
@@ -55,6 +57,8 @@ class Settings:
     # the transaction path (serving.transactions): "embedded" or a redis:// URL
     feature_store: str = "embedded"
     store_path: Path | None = None  # the embedded store's snapshot file
+    # a Secrets Manager secret holding the Redis AUTH token, read once at start (never the token)
+    store_auth_secret_arn: str = ""
     store_deadline_ms: float = 50.0
     max_event_skew_s: int = 300
     allow_numeric_ids: bool = False
@@ -110,6 +114,7 @@ class Settings:
             "emit_emf": env.get("FRAUD_EMIT_EMF", "") in {"1", "true", "yes"},
             "feature_store": env.get("FRAUD_FEATURE_STORE") or "embedded",
             "store_path": Path(store_path) if store_path else None,
+            "store_auth_secret_arn": env.get("FRAUD_STORE_AUTH_SECRET_ARN", "").strip(),
             "store_deadline_ms": get("FRAUD_STORE_DEADLINE_MS", float, 50.0),
             "max_event_skew_s": get("FRAUD_MAX_EVENT_SKEW_S", int, 300),
             "allow_numeric_ids": env.get("FRAUD_ALLOW_NUMERIC_IDS", "") in {"1", "true", "yes"},
@@ -137,6 +142,8 @@ class Settings:
             "max_event_skew_s": 0 <= self.max_event_skew_s <= 86_400,
             "feature_store": self.feature_store == "embedded"
             or self.feature_store.startswith(("redis://", "rediss://", "unix://")),
+            "store_auth_secret_arn": self.store_auth_secret_arn == ""
+            or re.fullmatch(SECRET_ARN, self.store_auth_secret_arn) is not None,
         }
         # an unsupported default would turn every request without Accept into an error
         checks["default_accept"] = self.default_accept in RESPONSE_TYPES
@@ -144,6 +151,11 @@ class Settings:
         if bad:
             raise SettingsError(f"out of range: { ({n: getattr(self, n) for n in bad}) }")
         self.policies()  # raises naming what is wrong
+        if self.store_auth_secret_arn and self.feature_store == "embedded":
+            raise SettingsError(
+                "FRAUD_STORE_AUTH_SECRET_ARN is the Redis store's AUTH token: it needs "
+                "FRAUD_FEATURE_STORE=redis://... or rediss://..."
+            )
         if self.identifier_fields and not self.hmac_secret:
             raise SettingsError(
                 "FRAUD_IDENTIFIER_FIELDS needs FRAUD_HMAC_SECRET: identifiers "

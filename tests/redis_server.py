@@ -12,12 +12,14 @@ from benchmarks import servers
 
 
 class RedisServer:
-    def __init__(self, workdir: Path, persistent: bool = False) -> None:
+    def __init__(self, workdir: Path, persistent: bool = False, password: str = "") -> None:
         binary = shutil.which("redis-server")
         assert binary is not None, "redis-server is missing: `make tools` installs it"
         self.workdir = workdir
         # persistent: every write appended and synced, so a SIGKILL loses nothing
         self.persistence = ["--appendonly", "yes", "--appendfsync", "always"] if persistent else []
+        # requirepass: every client must AUTH first (the URL carries no password)
+        self.password = password
         self.port = servers.free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -37,6 +39,7 @@ class RedisServer:
                 *(self.persistence or ["--appendonly", "no"]),
                 "--dir",
                 str(self.workdir),
+                *(["--requirepass", self.password] if self.password else []),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -46,7 +49,8 @@ class RedisServer:
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
                     s.sendall(b"PING\r\n")
-                    if s.recv(16).startswith(b"+PONG"):
+                    # up and answering: PONG, or a refusal until the client authenticates
+                    if s.recv(16).startswith((b"+PONG", b"-NOAUTH")):
                         return
             except OSError:
                 time.sleep(0.05)

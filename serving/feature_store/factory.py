@@ -1,4 +1,5 @@
-"""The store the settings name: ``embedded`` (default) or a ``redis://`` URL."""
+"""The store the settings name: ``embedded`` (default) or a ``redis://`` URL, with the AUTH
+token read from Secrets Manager when ``FRAUD_STORE_AUTH_SECRET_ARN`` names one."""
 
 from __future__ import annotations
 
@@ -17,6 +18,14 @@ def open_store(settings: Settings) -> FeatureStore | None:
         return EmbeddedStore.open(settings.max_event_skew_s, settings.store_path)
     from serving.feature_store.redis_store import RedisStore
 
+    password = None
+    if settings.store_auth_secret_arn:
+        from serving.feature_store.auth_secret import read_auth_token
+
+        password = read_auth_token(settings.store_auth_secret_arn)
     return RedisStore(
-        settings.feature_store, settings.max_event_skew_s, settings.store_deadline_ms / 1e3
+        settings.feature_store,
+        settings.max_event_skew_s,
+        settings.store_deadline_ms / 1e3,
+        password=password,
     )

@@ -28,11 +28,17 @@ from serving.feature_store.redis_scripts import (
 
 
 class RedisStore:
-    def __init__(self, url: str, max_skew_s: int, deadline_s: float) -> None:
+    def __init__(
+        self, url: str, max_skew_s: int, deadline_s: float, password: str | None = None
+    ) -> None:
         self.max_skew_s = max_skew_s
         self.deadline_s = deadline_s
+        # a password in the URL wins over ``password`` (redis-py's rule)
         self.client: Any = aioredis.from_url(
-            url, socket_timeout=deadline_s, socket_connect_timeout=deadline_s
+            url,
+            socket_timeout=deadline_s,
+            socket_connect_timeout=deadline_s,
+            password=password,
         )
         self._record = self.client.register_script(record_script())
         self._label = self.client.register_script(LABEL)
