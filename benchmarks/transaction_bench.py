@@ -1,7 +1,7 @@
 """The transaction path against the feature-vector path: the feature step in process, HTTP
 c=1 p50 gaps as interleaved pairs on one server, best throughput, and memory per customer.
 
-Run by the lead (``python -m benchmarks.transaction_bench``); never in tests. The server is
+Run by hand (``python -m benchmarks.transaction_bench``); never in tests. The server is
 pinned to one core and wrk to the other (``benchmarks.servers``); with ``--redis`` a
 ``redis-server`` is started on the server's core. Each wrk run sends fresh transaction ids
 (a Lua ``request`` function), so nothing is a replay, with times one second apart per
