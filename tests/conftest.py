@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from moto.server import ThreadedMotoServer
 
 from model.simulator import Simulation, SimulatorConfig, simulate_detailed
 
@@ -66,3 +68,13 @@ def small_package(small_trained: Path, tmp_path_factory: pytest.TempPathFactory)
     out = tmp_path_factory.mktemp("pkg") / "package"
     build_package(small_trained, out, timing_budget_s=0.01)
     return out
+
+
+@pytest.fixture(scope="session")
+def moto_url() -> Iterator[str]:
+    """moto's AWS server on loopback, one for the session (tests use distinct names)."""
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()

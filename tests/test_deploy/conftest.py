@@ -8,12 +8,10 @@ import hashlib
 import io
 import json
 import tarfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from moto.server import ThreadedMotoServer
 
 from deploy.aws import Clients, client
 from deploy.config import AwsSettings
@@ -21,15 +19,6 @@ from deploy.requests import Platform
 
 REGION = "eu-west-1"
 ACCOUNT = "123456789012"
-
-
-@pytest.fixture(scope="session")
-def moto_url() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
 
 
 @pytest.fixture()

@@ -9,14 +9,12 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import boto3
 import numpy as np
 import pytest
-from moto.server import ThreadedMotoServer
 
 from monitor.baseline import load
 from tests.test_monitor.conftest import (
@@ -156,15 +154,6 @@ def test_unreadable_baseline_fails_with_a_message(
     assert result.returncode == 1
     message = processing["message"].read_text()
     assert message.startswith("BaselineError") and "statistics.json is not valid JSON" in message
-
-
-@pytest.fixture(scope="module")
-def moto_url() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
 
 
 def test_plain_processing_job_reads_its_hour_from_s3_and_puts_metrics(
