@@ -10,7 +10,8 @@ ARTIFACTS ?= artifacts
 FRAUD := $(VENV)/bin/fraud --artifacts $(ARTIFACTS)
 
 .PHONY: install test lint lint-cfn typecheck tools pytest serve demo-model data train evaluate \
-	bench bench-backends bench-http bench-gate bench-startup loadtest fuzz lock lock-dev \
+	bench bench-backends bench-http bench-gate bench-startup loadtest fuzz soak bench-faults \
+	lock lock-dev \
 	lock-build lock-runtime clean monitor-demo bench-monitor
 
 install: $(STAMP) $(KERNEL)
@@ -110,6 +111,16 @@ loadtest: demo-model
 # a new instance's start: seconds to a healthy /ping, RSS, import time, runtime venv size
 bench-startup: demo-model
 	$(PY) -m benchmarks.startup --package $(ARTIFACTS)/package --runtime-venv
+
+# 30 minutes at 70 % of the measured capacity, 2 % malformed: errors, RSS growth, p99 drift
+soak: demo-model tools
+	$(PY) -m benchmarks.faults soak --package $(ARTIFACTS)/package
+
+# a worker killed under load (lost requests, replacement, nothing answered missing from the
+# decision log or capture), then an overload spike at 3x capacity (fast 503s, recovery)
+bench-faults: demo-model tools
+	$(PY) -m benchmarks.faults kill --package $(ARTIFACTS)/package
+	$(PY) -m benchmarks.faults overload --package $(ARTIFACTS)/package
 
 # the HTTP contract fuzzed at length: schemathesis on the demo package (>= 20,000 cases)
 fuzz: demo-model

@@ -9,6 +9,7 @@ gate must catch; see ``benchmarks.slow_server``). Load generators run on another
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import shutil
 import socket
@@ -20,6 +21,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 from benchmarks.errors import ServerFailed
 
@@ -73,6 +75,52 @@ def command(
     raise ValueError(f"unknown server {name!r}; expected one of {SERVERS}")
 
 
+@dataclasses.dataclass(frozen=True)
+class Started:
+    port: int
+    proc: subprocess.Popen[bytes]
+    log: Path  # the server's stdout and stderr
+
+
+@contextlib.contextmanager
+def started(
+    name: str,
+    package: Path,
+    slow_us: int = 0,
+    start_timeout_s: float = 120.0,
+    extra_env: dict[str, str] | None = None,
+    log_dir: Path | None = None,
+) -> Iterator[Started]:
+    """Start server ``name`` on a free port, wait for ``/ping`` 200, yield it, stop it.
+    Its output goes to a temporary file, or to ``log_dir/<name>.log`` (kept) when given."""
+    port = free_port()
+    cmd, env = command(name, package, port, slow_us)
+    env = {**env, **(extra_env or {})}
+    with contextlib.ExitStack() as stack:
+        if log_dir is None:
+            log: IO[str] = stack.enter_context(
+                tempfile.NamedTemporaryFile("w+", suffix=f"-{name}.log")
+            )
+        else:
+            log = stack.enter_context(open(log_dir / f"{name}.log", "w+"))
+        proc = subprocess.Popen(
+            pinned(cmd, SERVER_CORE),
+            env={**os.environ, **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            wait_healthy(name, proc, port, Path(log.name), start_timeout_s)
+            yield Started(port, proc, Path(log.name))
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
 @contextlib.contextmanager
 def running(
     name: str,
@@ -82,26 +130,8 @@ def running(
     extra_env: dict[str, str] | None = None,
 ) -> Iterator[int]:
     """Start server ``name`` on a free port, wait for ``/ping`` 200, yield the port, stop it."""
-    port = free_port()
-    cmd, env = command(name, package, port, slow_us)
-    env = {**env, **(extra_env or {})}
-    with tempfile.NamedTemporaryFile("w+", suffix=f"-{name}.log") as log:
-        proc = subprocess.Popen(
-            pinned(cmd, SERVER_CORE),
-            env={**os.environ, **env},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            wait_healthy(name, proc, port, Path(log.name), start_timeout_s)
-            yield port
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+    with started(name, package, slow_us, start_timeout_s, extra_env) as server:
+        yield server.port
 
 
 def wait_healthy(

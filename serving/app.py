@@ -17,16 +17,18 @@ import asyncio
 import gc
 import json
 import logging
+import os
 import time
 import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 
 from core.cpus import cpu_count
 from core.feature_names import FEATURE_NAMES
-from serving import codecs, logs, openapi, transaction_requests, validation
+from serving import codecs, lanes, logs, openapi, transaction_requests, validation
 from serving.batch_limits import batcher_limit
 from serving.batcher import BatchStats, MicroBatcher
 from serving.capture import DataCapture
@@ -41,6 +43,7 @@ from serving.errors import (
 )
 from serving.feature_store.factory import open_store
 from serving.identifiers import IdentifierHasher
+from serving.lanes import BulkLane
 from serving.metrics import ServerMetrics, emf_line
 from serving.scorer import Scorer
 from serving.settings import MB, Settings
@@ -51,6 +54,7 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
+T = TypeVar("T")
 log = logging.getLogger("fraud.serving")
 decision_log = logging.getLogger("fraud.decisions")
 JSON = b"application/json"
@@ -84,6 +88,10 @@ class FraudApp:
                 on_compute=m.compute.observe,
             ),
         )
+        self.bulk = BulkLane(
+            settings.bulk_concurrency, settings.bulk_max_waiting, settings.deadline_ms / 1e3
+        )
+        self._bulk_thread = ThreadPoolExecutor(1, thread_name_prefix="bulk")
         self.hasher = IdentifierHasher(settings.identifier_fields, settings.hmac_secret)
         self.capture: DataCapture | None = None
         if settings.capture_dir is not None and settings.capture_percent > 0:
@@ -113,6 +121,7 @@ class FraudApp:
     # -- life cycle ------------------------------------------------------------------------
 
     def _load(self) -> None:
+        started = time.perf_counter()
         try:
             self.scorer.load()
             s = self.scorer
@@ -140,6 +149,8 @@ class FraudApp:
         gc.collect()
         gc.freeze()
         self.ready = True
+        load_s = round(time.perf_counter() - started, 3)
+        log.info("ready", extra={"fields": {"pid": os.getpid(), "load_s": load_s}})
 
     def _open_store(self) -> None:
         store = open_store(self.settings)
@@ -152,6 +163,7 @@ class FraudApp:
                 self._loop.call_soon_threadsafe(path.start)
 
     async def startup(self) -> None:
+        lanes.set_switch_interval()
         self.batcher.start()
         if self.capture is not None:
             self.capture.start()
@@ -159,6 +171,8 @@ class FraudApp:
         self._log_handler = logs.batching_handler()  # the per-decision fast path, if ours
         self._load_task = loop.run_in_executor(None, self._load)
         self._flush_timer = loop.call_later(logs.FLUSH_INTERVAL_S, self._flush_logs)
+        if self.settings.serve_when_ready:  # uvicorn accepts once this returns
+            await self._load_task
 
     def _flush_logs(self) -> None:
         """Write out the batched log lines, then again in FLUSH_INTERVAL_S (serving.logs)."""
@@ -169,6 +183,7 @@ class FraudApp:
     async def shutdown(self) -> None:
         try:
             await self.batcher.close()
+            self._bulk_thread.shutdown(wait=True)
             if self.capture is not None:
                 await asyncio.get_running_loop().run_in_executor(None, self.capture.close)
             if self.transactions is not None:
@@ -307,6 +322,8 @@ class FraudApp:
     async def _invocations(
         self, scope: Scope, headers: dict[str, str], request_id: str, receive: Receive, send: Send
     ) -> None:
+        """Route one request to its lane (serving.lanes): bulk requests hold a bulk slot
+        from decoding to their answer; real-time ones never wait for one."""
         started = time.perf_counter()
         if self.draining:
             raise Overloaded("shutting down; retry on another instance")
@@ -314,25 +331,58 @@ class FraudApp:
         if not self.ready or checker is None:
             raise NotReady(f"not ready: {self.load_error or 'the model package is still loading'}")
         body = await self._read_body(headers, receive)
+        call = _Call(scope, headers, request_id, body, send, started)
+        big = len(body) > self.settings.bulk_body_bytes
         doc = transaction_requests.sniff(body, headers.get("content-type"))
         if doc is not None:
-            await self._transactions(doc, scope, headers, request_id, body, send, started)
+            items = doc.get("transactions") or doc.get("labels")
+            count = len(items) if isinstance(items, list) else 0
+            if big or count > self.settings.realtime_max_rows:
+                async with self.bulk:
+                    await self._transactions(doc, call, bulk=True)
+            else:
+                await self._transactions(doc, call, bulk=False)
+            return
+        if big:  # the lane first: its bound sheds before any decoding work
+            async with self.bulk:
+                decoded = await self._off_loop(self._decode, call)
+                await self._features(decoded, call, checker, bulk=True)
             return
         if self.batcher.full:
             # shed before decoding: under overload the decode of requests that the full queue
             # would refuse anyway starved the loop, and queued requests overstayed their
-            # deadline (a 500-row CSV decode takes ~3 ms; seen with make loadtest's spike)
+            # deadline
             raise Overloaded(
                 f"queue full ({self.batcher.queued_rows} rows waiting, limit "
                 f"{self.batcher.max_queue_rows}); retry shortly"
             )
-        content_type = headers.get("content-type")
+        decoded = self._decode(call)
+        if len(decoded.x) > self.settings.realtime_max_rows:
+            async with self.bulk:
+                await self._features(decoded, call, checker, bulk=True)
+        else:
+            await self._features(decoded, call, checker, bulk=False)
+
+    async def _off_loop(self, work: Callable[..., T], *args: Any) -> T:
+        """Bulk work (decoding, recording) on the bulk lane's thread, so the loop keeps
+        answering real-time requests meanwhile (serving.lanes: the GIL switch interval)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._bulk_thread, work, *args)
+
+    def _decode(self, call: _Call) -> codecs.Decoded:
+        content_type = call.headers.get("content-type")
+        return codecs.decode(call.body, content_type, self.scorer.feature_names)
+
+    async def _features(
+        self, decoded: codecs.Decoded, call: _Call, checker: validation.Checker, bulk: bool
+    ) -> None:
+        """Feature vectors: score, answer, record."""
+        headers = call.headers
         accept = codecs.negotiate(headers.get("accept"), self.settings.default_accept)
-        decoded = codecs.decode(body, content_type, self.scorer.feature_names)
         flagged, per_feature = checker.check(decoded.x)
         if any(per_feature):
             self.metrics.count_out_of_range(per_feature)
-        scores = await self._scores(decoded.x, scope)
+        scores = await self._scores(decoded.x, call.scope, bulk)
         decisions = self.scorer.decisions(scores)
         predictions: list[dict[str, object]] = []
         for i, (score, decision) in enumerate(zip(scores.tolist(), decisions, strict=True)):
@@ -346,55 +396,52 @@ class FraudApp:
             predictions.append(p)
             self.metrics.decisions.inc((decision,))
         out = codecs.encode(predictions, accept, self.scorer.versions)
-        extra_headers = self._headers(request_id)
+        extra_headers = self._headers(call.request_id)
         attributes = headers.get("x-amzn-sagemaker-custom-attributes")
         if attributes is not None:
             extra_headers.append((b"x-amzn-sagemaker-custom-attributes", attributes.encode()))
-        await _respond(send, 200, out, accept.encode(), extra_headers)
-        elapsed = time.perf_counter() - started
-        self.metrics.latency.observe(elapsed)
-        self.metrics.requests.inc(("/invocations", "200"))
-        try:
-            self._record(
-                request_id,
-                headers,
-                body,
-                content_type,
-                out,
-                accept,
-                predictions,
-                elapsed,
-                decoded.x,
+        content_type = headers.get("content-type")
+        if bulk:
+            await self._off_loop(
+                self._record, call, content_type, out, accept, predictions, decoded.x
             )
-        except Exception:  # the caller has its answer; a logging fault must not turn it 500
-            log.error(
-                "recording failed", exc_info=True, extra={"fields": {"request_id": request_id}}
-            )
+        else:
+            self._record(call, content_type, out, accept, predictions, decoded.x)
+        await _respond(call.send, 200, out, accept.encode(), extra_headers)
+        self._answered(call)
 
-    async def _scores(self, x: np.ndarray, scope: Scope) -> np.ndarray:
+    def _answered(self, call: _Call) -> None:
+        self.metrics.latency.observe(time.perf_counter() - call.started)
+        self.metrics.requests.inc(("/invocations", "200"))
+
+    async def _scores(self, x: np.ndarray, scope: Scope, bulk: bool = False) -> np.ndarray:
+        if bulk:
+            return await self._bulk_scores(x)
         self.metrics.queue_rows = self.batcher.queued_rows + len(x)
         scores = self.batcher.admit(x, client=scope.get("client"))
         if scores is None:  # it waits in the queue for a batch
             queued = self.batcher.enqueue(x)  # joins the queue now, not in a later task
-            try:
-                scores = await asyncio.wait_for(queued, self.settings.timeout_s)
-            except TimeoutError as exc:
-                raise DeadlineExceeded(
-                    "not scored within "
-                    f"SAGEMAKER_MODEL_SERVER_TIMEOUT={self.settings.timeout_s:g} s"
-                ) from exc
+            scores = await self._wait(queued)
         return scores
 
-    async def _transactions(
-        self,
-        doc: dict[str, Any],
-        scope: Scope,
-        headers: dict[str, str],
-        request_id: str,
-        body: bytes,
-        send: Send,
-        started: float,
-    ) -> None:
+    async def _bulk_scores(self, x: np.ndarray) -> np.ndarray:
+        """Bulk rows in batches of at most the batch limit, each queued behind any real-time
+        rows: a real-time request waits for one such batch at most."""
+        step = max(1, self.batcher.max_batch_rows)
+        parts = []
+        for i in range(0, len(x), step):
+            parts.append(await self._wait(self.batcher.enqueue(x[i : i + step], bulk=True)))
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    async def _wait(self, queued: asyncio.Future[np.ndarray]) -> np.ndarray:
+        try:
+            return await asyncio.wait_for(queued, self.settings.timeout_s)
+        except TimeoutError as exc:
+            raise DeadlineExceeded(
+                f"not scored within SAGEMAKER_MODEL_SERVER_TIMEOUT={self.settings.timeout_s:g} s"
+            ) from exc
+
+    async def _transactions(self, doc: dict[str, Any], call: _Call, bulk: bool) -> None:
         """Raw transactions or labels (serving.transactions)."""
         path = self.transactions
         if path is None:
@@ -402,82 +449,80 @@ class FraudApp:
                 "the embedded feature store serves one worker process; set "
                 "FRAUD_FEATURE_STORE=redis://... or SAGEMAKER_MODEL_SERVER_WORKERS=1"
             )
-        if self.batcher.full:
+        if self.batcher.full and not bulk:
             raise Overloaded(f"queue full ({self.batcher.queued_rows} rows waiting); retry")
         s = self.scorer
         versions = s.versions
-        answer = await path.handle(doc, lambda x: self._scores(x, scope), s.decisions, versions)
-        await _respond(send, 200, answer.body, JSON, self._headers(request_id))
-        elapsed = time.perf_counter() - started
-        self.metrics.latency.observe(elapsed)
-        self.metrics.requests.inc(("/invocations", "200"))
-        if not answer.records:  # labels
-            return
-        degraded = "degraded" in answer.records[0]  # decided by the fallback policy
-        if not degraded:
-            for r in answer.records:
-                self.metrics.decisions.inc((str(r["decision"]),))
-        try:  # the record keeps the features, whatever the response carried
+        answer = await path.handle(
+            doc, lambda x: self._scores(x, call.scope, bulk), s.decisions, versions
+        )
+        if answer.records:  # transactions (labels have no decision record)
+            degraded = "degraded" in answer.records[0]  # decided by the fallback policy
+            if not degraded:
+                for r in answer.records:
+                    self.metrics.decisions.inc((str(r["decision"]),))
+            # the record keeps the features, whatever the response carried
             captured = (
                 answer.body if degraded else codecs.encode(answer.records, codecs.JSON, versions)
             )
-            self._record(
-                request_id,
-                headers,
-                body,
-                "application/json",
-                captured,
-                "application/json",
-                answer.records,
-                elapsed,
-            )
-        except Exception:
-            log.error(
-                "recording failed", exc_info=True, extra={"fields": {"request_id": request_id}}
-            )
+            record = (call, "application/json", captured, codecs.JSON, answer.records)
+            if bulk:
+                await self._off_loop(self._record, *record)
+            else:
+                self._record(*record)
+        await _respond(call.send, 200, answer.body, JSON, self._headers(call.request_id))
+        self._answered(call)
 
     def _record(
         self,
-        request_id: str,
-        headers: dict[str, str],
-        body: bytes,
+        call: _Call,
         content_type: str | None,
         out: bytes,
         accept: str,
         predictions: list[dict[str, object]],
-        elapsed_s: float,
         rows: np.ndarray | None = None,
     ) -> None:
-        """Audit log (one record per decision), capture and EMF: after the response is sent.
-        Each decision record holds the features it was scored on (``fraud replay`` re-scores
-        it): the transaction path's records carry them already, feature vectors' ``rows``."""
-        if decision_log.isEnabledFor(logging.INFO):
-            fast = self._log_handler
-            names = self.scorer.feature_names
-            for i, p in enumerate(predictions):
-                fields = {"request_id": request_id, **self.scorer.versions, **self.hasher.redact(p)}
-                if rows is not None:
-                    fields["features"] = dict(zip(names, rows[i].tolist(), strict=True))
+        """Audit log (one record per decision), capture and EMF, written to the kernel (file
+        or pipe) before the response is sent: a worker killed right after answering loses no
+        answered decision. Each decision record holds the features it was scored on (``fraud
+        replay`` re-scores it): the transaction path's records carry them already, feature
+        vectors' ``rows``. A fault here is logged; the caller still gets its answer."""
+        try:
+            if decision_log.isEnabledFor(logging.INFO):
+                fast = self._log_handler
+                names = self.scorer.feature_names
+                versions = self.scorer.versions
+                for i, p in enumerate(predictions):
+                    fields = {"request_id": call.request_id, **versions, **self.hasher.redact(p)}
+                    if rows is not None:
+                        fields["features"] = dict(zip(names, rows[i].tolist(), strict=True))
+                    if fast is not None:
+                        fast.append_info(decision_log.name, "decision", fields)
+                    else:
+                        decision_log.info("decision", extra={"fields": fields})
                 if fast is not None:
-                    fast.append_info(decision_log.name, "decision", fields)
-                else:
-                    decision_log.info("decision", extra={"fields": fields})
-        if self.capture is not None and self.capture.should_capture():
-            self.capture.submit(
-                body,
-                content_type or "application/json",
-                out,
-                accept,
-                headers.get("x-amzn-sagemaker-inference-id"),
-            )
-        if self.settings.emit_emf:
-            print(
-                emf_line(
-                    "FraudInference",
-                    {"ModelVersion": self.scorer.model_version},
-                    {"latency_ms": elapsed_s * 1e3, "rows": len(predictions)},
-                ),
-                flush=False,
+                    fast.flush()
+            if self.capture is not None and self.capture.should_capture():
+                self.capture.write(
+                    call.body,
+                    content_type or "application/json",
+                    out,
+                    accept,
+                    call.headers.get("x-amzn-sagemaker-inference-id"),
+                )
+            if self.settings.emit_emf:
+                elapsed_s = time.perf_counter() - call.started
+                print(
+                    emf_line(
+                        "FraudInference",
+                        {"ModelVersion": self.scorer.model_version},
+                        {"latency_ms": elapsed_s * 1e3, "rows": len(predictions)},
+                    ),
+                    flush=False,
+                )
+        except Exception:
+            log.error(
+                "recording failed", exc_info=True, extra={"fields": {"request_id": call.request_id}}
             )
 
     async def _error(
@@ -500,6 +545,17 @@ class FraudApp:
         if self.draining:  # uvicorn closes the connection after this response
             out.append((b"connection", b"close"))
         return out
+
+
+class _Call(NamedTuple):
+    """One request on /invocations, as its handlers pass it along."""
+
+    scope: Scope
+    headers: dict[str, str]
+    request_id: str
+    body: bytes
+    send: Send
+    started: float  # time.perf_counter() at arrival
 
 
 async def _respond(

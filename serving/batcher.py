@@ -16,6 +16,11 @@ a ``run_in_executor`` round trip adds 95-100 us, while scoring takes 21 us for 1
 Bounded: a request that would push the queue past ``max_queue_rows`` fails at once with
 Overloaded (503); a request still queued ``deadline_s`` after it arrived fails with
 DeadlineExceeded (503) instead of being scored late.
+
+Two queues: real-time requests first, bulk ones (``enqueue(bulk=True)``, admitted by
+``serving.lanes``) only when no real-time request waits. A bulk batch never takes real-time
+rows along and never waits for company; its rows do not count against ``max_queue_rows``
+(the bulk lane bounds them).
 """
 
 from __future__ import annotations
@@ -69,8 +74,9 @@ class MicroBatcher:
         self.deadline_s = deadline_s
         self.inline_max_rows = inline_max_rows
         self.stats = stats or BatchStats()
-        self._queue: deque[_Pending] = deque()
-        self._queued_rows = 0
+        self._queue: deque[_Pending] = deque()  # real-time
+        self._bulk: deque[_Pending] = deque()
+        self._queued_rows = 0  # real-time rows waiting
         self._wakeup: asyncio.Event | None = None
         self._arrival: asyncio.Event | None = None
         self._clients: dict[object, float] = {}  # connection -> last request time
@@ -128,6 +134,7 @@ class MicroBatcher:
         self._clients[client] = now
         if (
             self._queue
+            or self._bulk
             or self._busy
             or len(x) > self.inline_max_rows
             or (self._interval_s <= self.max_delay_s and self._active_clients(now) > 1)
@@ -146,15 +153,20 @@ class MicroBatcher:
         self.stats.on_batch(len(x), 1)
         return scores
 
-    def enqueue(self, x: np.ndarray) -> asyncio.Future[np.ndarray]:
+    def enqueue(self, x: np.ndarray, bulk: bool = False) -> asyncio.Future[np.ndarray]:
         """Queue a request that :meth:`admit` did not score, in the same step (no await in
         between, so the next request's capacity check sees these rows); the future resolves
-        to its scores once its batch ran. A cancelled future is skipped by the collector."""
+        to its scores once its batch ran. A cancelled future is skipped by the collector.
+        ``bulk`` rows wait until no real-time request does."""
         if self._closing:
             raise Overloaded("the server is shutting down")
         future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Pending(x, future, time.perf_counter()))
-        self._queued_rows += len(x)
+        item = _Pending(x, future, time.perf_counter())
+        if bulk:
+            self._bulk.append(item)
+        else:
+            self._queue.append(item)
+            self._queued_rows += len(x)
         assert self._wakeup is not None and self._arrival is not None
         self._wakeup.set()
         self._arrival.set()
@@ -163,7 +175,8 @@ class MicroBatcher:
     async def close(self) -> None:
         """Score everything already accepted, then stop."""
         self._closing = True
-        while self._queue or self._busy:  # queued, or taken into a batch not yet answered
+        # queued, or taken into a batch not yet answered
+        while self._queue or self._bulk or self._busy:
             await asyncio.sleep(0.001)
         if self._task is not None:
             self._task.cancel()
@@ -175,8 +188,10 @@ class MicroBatcher:
 
     async def _collect(self) -> list[_Pending]:
         """Take requests until the batch is full, the active clients are all in, or the max
-        delay passes."""
+        delay passes; bulk requests only when no real-time one waits, and without waiting."""
         assert self._arrival is not None
+        if not self._queue:
+            return self._take_bulk()
         start = time.perf_counter()
         batch: list[_Pending] = []
         rows = 0
@@ -207,11 +222,20 @@ class MicroBatcher:
             except TimeoutError:
                 pass
 
+    def _take_bulk(self) -> list[_Pending]:
+        batch: list[_Pending] = []
+        rows = 0
+        while self._bulk and (not batch or rows + len(self._bulk[0].x) <= self.max_batch_rows):
+            item = self._bulk.popleft()
+            batch.append(item)
+            rows += len(item.x)
+        return batch
+
     async def _run(self) -> None:
         assert self._wakeup is not None
         loop = asyncio.get_running_loop()
         while True:
-            if not self._queue:
+            if not self._queue and not self._bulk:
                 self._wakeup.clear()
                 await self._wakeup.wait()
             self._busy = True

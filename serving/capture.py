@@ -13,8 +13,11 @@ this writer produces the same files, so one drift job reads both. Layout and rec
      "eventVersion": "0"}
 
 Invariants:
-- ``submit`` is the only call on the request path: it reads the clock, checks the bound and
-  enqueues. One background thread redacts, encodes and writes.
+- The server calls ``write`` on the request path, before it sends the response: the record
+  is redacted, encoded and written to the file (the kernel has it; a worker killed after
+  answering loses nothing it answered). ``submit`` is the batch form for other callers:
+  it reads the clock, checks the bound and enqueues; one background thread redacts, encodes
+  and writes.
 - Identifiers are hashed in request and response bodies before they are encoded; a JSON body
   that does not parse is withheld, and with identifiers configured so is a body of a type
   that cannot be inspected (anything but JSON, CSV and numeric arrays).
@@ -109,6 +112,7 @@ class DataCapture:
         self._closed = False
         self._thread: threading.Thread | None = None
         self._file: IO[str] | None = None
+        self._file_lock = threading.Lock()  # the request path and the writer thread
         self._file_hour: dt.datetime | None = None
 
     # -- request path ------------------------------------------------------------------
@@ -128,28 +132,52 @@ class DataCapture:
         inference_id: str | None,
     ) -> None:
         """Queue one invocation for capture; drops it (counted) when the queue is full."""
-        size = len(request_body) + len(response_body)
-        event = _Event(
+        event = self._event(request_body, request_type, response_body, response_type, inference_id)
+        with self._lock:
+            if (
+                self._closed
+                or self._queued_records >= self._max_records
+                or self._queued_bytes + event.size_bytes > self._max_bytes
+            ):
+                self.dropped += 1
+                return
+            self._queued_records += 1
+            self._queued_bytes += event.size_bytes
+            # inside the lock, so nothing lands behind close()'s stop marker
+            self._queue.put(event)
+
+    def write(
+        self,
+        request_body: bytes,
+        request_type: str,
+        response_body: bytes,
+        response_type: str,
+        inference_id: str | None,
+    ) -> None:
+        """Capture one invocation now: encoded and written to the file before returning."""
+        if self._closed:
+            self.dropped += 1
+            return
+        event = self._event(request_body, request_type, response_body, response_type, inference_id)
+        self._write_group([event], _hour(event.inference_time), lambda e: self._encode(e) + "\n")
+
+    def _event(
+        self,
+        request_body: bytes,
+        request_type: str,
+        response_body: bytes,
+        response_type: str,
+        inference_id: str | None,
+    ) -> _Event:
+        return _Event(
             bytes(request_body),
             request_type,
             bytes(response_body),
             response_type,
             inference_id,
             self._clock(),
-            size,
+            len(request_body) + len(response_body),
         )
-        with self._lock:
-            if (
-                self._closed
-                or self._queued_records >= self._max_records
-                or self._queued_bytes + size > self._max_bytes
-            ):
-                self.dropped += 1
-                return
-            self._queued_records += 1
-            self._queued_bytes += size
-            # inside the lock, so nothing lands behind close()'s stop marker
-            self._queue.put(event)
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -202,7 +230,8 @@ class DataCapture:
                 if batch:
                     self._write_batch(batch)
         finally:
-            self._close_file()
+            with self._file_lock:
+                self._close_file()
 
     def _write_batch(self, batch: list[_Event]) -> None:
         with self._lock:
@@ -215,20 +244,27 @@ class DataCapture:
             end = start + 1
             while end < len(batch) and _hour(batch[end].inference_time) == hour:
                 end += 1
-            group = batch[start:end]
-            try:
-                lines = "".join(self._encode_yielding(event) for event in group)
+            self._write_group(batch[start:end], hour, self._encode_yielding)
+            start = end
+
+    def _write_group(
+        self, group: list[_Event], hour: dt.datetime, encode: Callable[[_Event], str]
+    ) -> None:
+        """Records of one hour: encoded, then one write and one flush."""
+        try:
+            lines = "".join(encode(event) for event in group)
+            with self._file_lock:
                 file = self._open_for(hour, group[0].inference_time)
                 file.write(lines)
                 file.flush()
                 self.written += len(group)
-            except Exception:
-                # never let one bad write stop capture; no body content goes to the log
-                logger.exception("data capture failed to write %d records", len(group))
-                with self._lock:
-                    self.dropped += len(group)
+        except Exception:
+            # never let one bad write stop capture; no body content goes to the log
+            logger.exception("data capture failed to write %d records", len(group))
+            with self._lock:
+                self.dropped += len(group)
+            with self._file_lock:
                 self._close_file()
-            start = end
 
     def _encode_yielding(self, event: _Event) -> str:
         line = self._encode(event) + "\n"

@@ -5,10 +5,11 @@ The per-decision audit lines take a fast path (:meth:`BatchingHandler.append_inf
 without logging's per-record machinery and written in batches, one ``write`` per batch
 instead of a LogRecord, a ``write`` and a ``flush`` per line, which together cost the event
 loop about 40 us a request (measured in-process on the 2-core build machine: +38-50 us at
-INFO before, +10-19 us after). Batched lines go out with the next ordinary record (those are
-written at once, as before), when ``max_lines`` are waiting, when the server's flush timer
-fires (every ``FLUSH_INTERVAL_S``), at shutdown and at interpreter exit. A process killed
-with SIGKILL loses at most one interval of decision lines.
+INFO before, +10-19 us after). The server flushes a request's decision lines before it sends
+the response (one ``write`` per request: what was answered is in the kernel's hands, and a
+worker killed with SIGKILL loses none of it); other lines go out with the next ordinary
+record (written at once), when ``max_lines`` are waiting, when the server's flush timer fires
+(every ``FLUSH_INTERVAL_S``), at shutdown and at interpreter exit.
 """
 
 from __future__ import annotations

@@ -11,7 +11,12 @@ lifespan shutdown (batcher drain, capture flush).
 With several workers, :func:`run_workers` is a small supervisor over uvicorn's public API
 (``Config.bind_socket``, ``Server.run(sockets=...)``): the parent binds the socket once and
 starts one spawned process per worker, each running a ``DrainingServer`` on that socket. A
-worker that dies is replaced (the parent waits on the processes' sentinels); SIGTERM or
+worker that dies is replaced (the parent waits on the processes' sentinels). Each worker
+loads its package before it takes connections from the shared socket: a replacement's first
+requests would otherwise get 503 while the other workers could answer them, and at start a
+request that arrives before any worker is ready waits in the socket's backlog instead of
+getting 503 from a worker still loading (the kernel accepts the connection meanwhile, so
+connection checks pass at once). SIGTERM or
 SIGINT to the parent is passed to every worker, which drains as above, and the parent exits
 once they have, killing any still alive after ``GRACEFUL_S``.
 """
@@ -21,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import os
 import signal
 import socket
 import threading
@@ -33,6 +39,8 @@ import uvicorn
 DRAIN_S = 10.0
 QUIET_S = 0.3
 GRACEFUL_S = 25.0  # SIGTERM to SIGKILL is 30 s on SageMaker: the workers' drain fits inside
+
+SERVE_WHEN_READY = "FRAUD_SERVE_WHEN_READY"
 
 log = logging.getLogger("fraud.serving.server")
 
@@ -65,6 +73,7 @@ def run_single(config: uvicorn.Config) -> None:
 
 
 def _worker(config: uvicorn.Config, sock: socket.socket) -> None:
+    os.environ[SERVE_WHEN_READY] = "1"  # read by Settings.from_env, in this process only
     DrainingServer(config).run(sockets=[sock])
 
 

@@ -44,6 +44,13 @@ class Settings:
     max_queue_rows: int = 8_192
     deadline_ms: float = 1_000.0
     inline_max_rows: int = 16
+    # lanes (serving.lanes): requests over either bound are bulk
+    realtime_max_rows: int = 16
+    bulk_body_bytes: int = 16 * 1024
+    bulk_concurrency: int = 1
+    bulk_max_waiting: int = 64
+    # one of several workers: load the package before taking connections (serving.server)
+    serve_when_ready: bool = False
     # on a GPU: the batch limit grows to the largest bucket whose measured p99 fits this
     score_p99_budget_us: float = 5_000.0
     # data capture (outside SageMaker; SageMaker captures itself from the endpoint config)
@@ -104,6 +111,10 @@ class Settings:
             "max_queue_rows": get("FRAUD_MAX_QUEUE_ROWS", int, 8_192),
             "deadline_ms": get("FRAUD_DEADLINE_MS", float, 1_000.0),
             "inline_max_rows": get("FRAUD_INLINE_MAX_ROWS", int, 16),
+            "realtime_max_rows": get("FRAUD_REALTIME_MAX_ROWS", int, 16),
+            "bulk_body_bytes": get("FRAUD_BULK_BODY_BYTES", int, 16 * 1024),
+            "bulk_concurrency": get("FRAUD_BULK_CONCURRENCY", int, 1),
+            "bulk_max_waiting": get("FRAUD_BULK_MAX_WAITING", int, 64),
             "score_p99_budget_us": get("FRAUD_SCORE_P99_BUDGET_US", float, 5_000.0),
             "capture_dir": Path(capture_dir) if capture_dir else None,
             "capture_percent": get("FRAUD_CAPTURE_PERCENT", float, 0.0),
@@ -112,6 +123,7 @@ class Settings:
             "identifier_fields": fields,
             "hmac_secret": env.get("FRAUD_HMAC_SECRET", "").encode(),
             "emit_emf": env.get("FRAUD_EMIT_EMF", "") in {"1", "true", "yes"},
+            "serve_when_ready": env.get("FRAUD_SERVE_WHEN_READY", "") == "1",
             "feature_store": env.get("FRAUD_FEATURE_STORE") or "embedded",
             "store_path": Path(store_path) if store_path else None,
             "store_auth_secret_arn": env.get("FRAUD_STORE_AUTH_SECRET_ARN", "").strip(),
@@ -136,6 +148,10 @@ class Settings:
             "max_delay_us": self.max_delay_us >= 0,
             "max_queue_rows": self.max_queue_rows >= 1,
             "deadline_ms": self.deadline_ms > 0,
+            "realtime_max_rows": self.realtime_max_rows >= 1,
+            "bulk_body_bytes": self.bulk_body_bytes >= 1,
+            "bulk_concurrency": self.bulk_concurrency >= 1,
+            "bulk_max_waiting": self.bulk_max_waiting >= 0,
             "capture_percent": 0.0 <= self.capture_percent <= 100.0,
             "batch_strategy": self.batch_strategy in {"MULTI_RECORD", "SINGLE_RECORD"},
             "store_deadline_ms": self.store_deadline_ms > 0,

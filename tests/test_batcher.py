@@ -209,3 +209,39 @@ def test_full_turns_true_while_the_queue_is_at_its_limit_and_false_once_drained(
         return before, during, after
 
     assert asyncio.run(main()) == (False, True, False)
+
+
+def test_real_time_rows_are_scored_before_bulk_rows_queued_earlier() -> None:
+    scored: list[float] = []
+
+    def score(x: np.ndarray) -> np.ndarray:
+        scored.extend(sorted(set(x[:, 0].tolist())))
+        return x[:, 0] * 2
+
+    async def main() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        b = MicroBatcher(score, max_batch_rows=64, max_delay_us=0)
+        b.start()
+        bulk = [b.enqueue(_rows(7, 40), bulk=True), b.enqueue(_rows(8, 40), bulk=True)]
+        realtime = b.enqueue(_rows(1))  # arrives last, in the same step
+        out = await asyncio.gather(realtime, *bulk)
+        await b.close()
+        return out[0], out[1], out[2]
+
+    realtime, first_bulk, second_bulk = asyncio.run(main())
+    assert scored == [1.0, 7.0, 8.0]  # real-time first, then bulk in arrival order
+    assert realtime.tolist() == [2.0]
+    assert first_bulk.tolist() == [14.0] * 40 and second_bulk.tolist() == [16.0] * 40
+
+
+def test_bulk_rows_do_not_fill_the_real_time_queue() -> None:
+    async def main() -> np.ndarray:
+        b = MicroBatcher(_double_first_column, max_queue_rows=10)
+        b.start()
+        bulk = b.enqueue(_rows(3, 100), bulk=True)
+        assert not b.full and b.queued_rows == 0
+        out = await b.submit(_rows(2, 5))
+        await bulk
+        await b.close()
+        return out
+
+    assert asyncio.run(main()).tolist() == [4.0] * 5

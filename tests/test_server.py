@@ -515,3 +515,42 @@ def test_a_killed_worker_is_replaced_and_the_others_keep_serving(
     assert "worker died; starting a replacement" in _messages(srv.log.read_text())
     srv.proc.send_signal(signal.SIGTERM)
     assert srv.proc.wait(timeout=30) in (0, -signal.SIGTERM)
+
+
+def test_every_answered_decision_is_in_the_log_and_capture_when_killed_right_after(
+    small_package: Path, tmp_path: Path
+) -> None:
+    # the decision line and the capture record reach the kernel before the response is sent:
+    # SIGKILL straight after the last answer loses none of them
+    root = _opt_ml(tmp_path, small_package)
+    srv = Server(root, {"FRAUD_CAPTURE_DIR": str(root / "capture"), "FRAUD_CAPTURE_PERCENT": "100"})
+    srv.wait_healthy()
+    ids = [f"answered-{i}" for i in range(30)]
+    with httpx.Client(timeout=10) as client:
+        for request_id in ids:
+            r = client.post(
+                srv.url + "/invocations",
+                content=json.dumps({"instances": [ROW]}),
+                headers={
+                    "content-type": "application/json",
+                    "x-amzn-sagemaker-inference-id": request_id,
+                },
+            )
+            assert r.status_code == 200
+    srv.proc.kill()
+    srv.proc.wait(timeout=10)
+    logged = set()
+    for line in srv.log.read_text().splitlines():
+        try:
+            doc = json.loads(line)
+        except ValueError:
+            continue
+        if doc.get("logger") == "fraud.decisions":
+            logged.add(doc["request_id"])
+    captured = {
+        json.loads(line)["eventMetadata"]["inferenceId"]
+        for path in (root / "capture").rglob("*.jsonl")
+        for line in path.read_text().splitlines()
+    }
+    assert set(ids) <= logged
+    assert set(ids) <= captured
