@@ -82,6 +82,7 @@ class FraudApp:
             max_queue_rows=settings.max_queue_rows,
             deadline_s=settings.deadline_ms / 1e3,
             inline_max_rows=settings.inline_max_rows,
+            shed_wait_s=settings.shed_wait_ms / 1e3,
             stats=BatchStats(
                 on_batch=lambda rows, _: m.batch_rows.observe(rows),
                 on_wait=m.queue_wait.observe,
@@ -353,8 +354,9 @@ class FraudApp:
             # would refuse anyway starved the loop, and queued requests overstayed their
             # deadline
             raise Overloaded(
-                f"queue full ({self.batcher.queued_rows} rows waiting, limit "
-                f"{self.batcher.max_queue_rows}); retry shortly"
+                f"queue full or behind ({self.batcher.queued_rows} rows waiting, limit "
+                f"{self.batcher.max_queue_rows}, shed after "
+                f"{self.settings.shed_wait_ms:g} ms of queueing); retry shortly"
             )
         decoded = self._decode(call)
         if len(decoded.x) > self.settings.realtime_max_rows:

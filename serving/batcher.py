@@ -13,8 +13,11 @@ scoring it (measured on the 2-core build machine with uvloop and ONNX Runtime on
 a ``run_in_executor`` round trip adds 95-100 us, while scoring takes 21 us for 1 row and
 36 us for 16). Larger batches go to one worker thread so the loop keeps reading requests.
 
-Bounded: a request that would push the queue past ``max_queue_rows`` fails at once with
-Overloaded (503); a request still queued ``deadline_s`` after it arrived fails with
+Bounded: a request that would push the queue past ``max_queue_rows``, or that arrives while
+the oldest queued request has waited longer than ``shed_wait_s``, fails at once with
+Overloaded (503): past capacity new requests get a fast 503 instead of joining a queue they
+would leave a deadline later (the queue's age, not only its length, says the server is
+behind). A request still queued ``deadline_s`` after it arrived fails with
 DeadlineExceeded (503) instead of being scored late.
 
 Two queues: real-time requests first, bulk ones (``enqueue(bulk=True)``, admitted by
@@ -66,12 +69,14 @@ class MicroBatcher:
         deadline_s: float = 1.0,
         inline_max_rows: int = 16,
         stats: BatchStats | None = None,
+        shed_wait_s: float = 0.1,
     ) -> None:
         self._score = score
         self.max_batch_rows = max_batch_rows
         self.max_delay_s = max_delay_us / 1e6
         self.max_queue_rows = max_queue_rows
         self.deadline_s = deadline_s
+        self.shed_wait_s = shed_wait_s
         self.inline_max_rows = inline_max_rows
         self.stats = stats or BatchStats()
         self._queue: deque[_Pending] = deque()  # real-time
@@ -94,7 +99,11 @@ class MicroBatcher:
     @property
     def full(self) -> bool:
         """No request can join the queue now (callers may refuse before doing any work)."""
-        return self._queued_rows >= self.max_queue_rows
+        return self._queued_rows >= self.max_queue_rows or self._behind()
+
+    def _behind(self) -> bool:
+        queue = self._queue
+        return bool(queue) and time.perf_counter() - queue[0].enqueued > self.shed_wait_s
 
     def start(self) -> None:
         self._wakeup = asyncio.Event()
@@ -124,6 +133,11 @@ class MicroBatcher:
         if self._queued_rows + len(x) > self.max_queue_rows and self._queued_rows > 0:
             raise Overloaded(
                 f"queue full ({self._queued_rows} rows waiting, limit {self.max_queue_rows})"
+            )
+        if self._behind():
+            raise Overloaded(
+                f"behind: the oldest queued request has waited over "
+                f"{self.shed_wait_s * 1e3:.0f} ms; retry shortly"
             )
         now = time.perf_counter()
         if self._last_arrival is not None:

@@ -245,3 +245,23 @@ def test_bulk_rows_do_not_fill_the_real_time_queue() -> None:
         return out
 
     assert asyncio.run(main()).tolist() == [4.0] * 5
+
+
+def test_once_the_oldest_queued_request_waited_too_long_new_ones_are_refused_at_once() -> None:
+    def slow(x: np.ndarray) -> np.ndarray:
+        time.sleep(0.05)
+        return x[:, 0] * 2
+
+    async def main() -> None:
+        b = MicroBatcher(slow, max_batch_rows=1, inline_max_rows=0, shed_wait_s=0.02)
+        b.start()
+        first = [asyncio.ensure_future(b.submit(_rows(i))) for i in range(3)]
+        await asyncio.sleep(0.03)  # the first is being scored, the others have queued 30 ms
+        assert b.full
+        with pytest.raises(Overloaded, match="behind"):
+            await b.submit(_rows(9))
+        assert [r.tolist() for r in await asyncio.gather(*first)] == [[0.0], [2.0], [4.0]]
+        assert not b.full  # nothing queued any more
+        await b.close()
+
+    asyncio.run(main())
