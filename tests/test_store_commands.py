@@ -104,7 +104,7 @@ def test_labels_from_s3_reach_the_embedded_store(
     ingested = _fraud(capsys, tmp_path, "labels", "ingest", uri, "--store-path", str(snapshot))
     assert ingested == {"labels_accepted": 3, "unknown_transaction_ids": [UNKNOWN]}
     store = EmbeddedStore.open(300, snapshot)
-    fraud = [store.records[id_key(int(i))].fraud for i in labels["transaction_id"].iloc[:3]]
+    fraud = [store.label_of(id_key(int(i))) for i in labels["transaction_id"].iloc[:3]]
     assert fraud == [True, True, True]
 
 
