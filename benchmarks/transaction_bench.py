@@ -1,11 +1,14 @@
 """The transaction path against the feature-vector path: the feature step in process, HTTP
 c=1 p50 gaps as interleaved pairs on one server, best throughput, and memory per customer.
 
-Run by hand (``python -m benchmarks.transaction_bench``); never in tests. The server is
-pinned to one core and wrk to the other (``benchmarks.servers``); with ``--redis`` a
-``redis-server`` is started on the server's core. Each wrk run sends fresh transaction ids
-(a Lua ``request`` function), so nothing is a replay, with times one second apart per
-request and a new id prefix and time base per run, so no event is refused as too old.
+Run by hand (``python -m benchmarks.transaction_bench``); never in tests. The full run times
+the feature step and the HTTP pairs. The server is pinned to one core and wrk to the other
+(``benchmarks.servers``); with ``--redis`` a ``redis-server`` is started on the server's core.
+Each wrk run sends fresh transaction ids (a Lua ``request`` function), so nothing is a replay,
+with times one second apart per request and a new id prefix and time base per run, so no
+event is refused as too old. ``--only memory`` loads the simulator's traffic into the
+embedded store (tracemalloc) and into a redis-server (``used_memory``) and prints bytes per
+customer; ``--only feature-step`` times the embedded store's step alone.
 """
 
 from __future__ import annotations
@@ -99,7 +102,7 @@ def feature_step_us(customers: int = 100_000, runs: int = 20_000) -> dict[str, f
     }
 
 
-def embedded_bytes_per_customer(customers: int = 20_000) -> dict[str, float]:
+def embedded_bytes_per_customer(customers: int = 20_000) -> dict[str, Any]:
     """Bytes the embedded store holds per customer after ``_history`` (tracemalloc: every
     Python allocation still alive, from an empty store)."""
     tracemalloc.start()
@@ -107,11 +110,19 @@ def embedded_bytes_per_customer(customers: int = 20_000) -> dict[str, float]:
     for tx in _history(customers):
         store.record_one(tx)
     size, _ = tracemalloc.get_traced_memory()
+    # where the bytes go: the allocating lines holding the most
+    sites = tracemalloc.take_snapshot().statistics("lineno")[:10]
     tracemalloc.stop()
     return {
         "bytes_per_customer": size / customers,
         "gb_per_1m_customers": size / customers * 1e6 / 1e9,
         "records_per_customer": len(store.records) / customers,
+        "bytes_per_customer_by_line": {
+            f"{Path(st.traceback[0].filename).name}:{st.traceback[0].lineno}": round(
+                st.size / customers
+            )
+            for st in sites
+        },
     }
 
 

@@ -21,8 +21,8 @@ string ids by code point, as the offline sort does.
 
 Pure Python (``bisect`` over sorted arrays): nothing here imports numpy or pandas, so the
 server's transaction path stays free of them. Times and amounts are packed in ``array('q')``
-(8 bytes an event, no int object each): the online store keeps a month of every customer's and
-terminal's events in memory, and the packed columns take a fifth of lists of tuples.
+(8 bytes a value, where a list held an int object and a tuple per event): the online store
+keeps a month of every customer's and terminal's events in memory.
 """
 
 from __future__ import annotations

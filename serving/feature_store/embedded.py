@@ -12,8 +12,10 @@ Memory is packed, because a month of records for every card is the bulk of it: t
 keep times and amounts in ``array('q')``; records are columns in blocks of ``BLOCK`` arrivals
 (aggregates in arrays, the terminal as a reference to its windows, the label as a byte), found
 through one dict from id key to arrival number, and a block is freed once its last record has
-left. About 9 kB per customer against 44 kB for objects per record and tuples per event
-(``benchmarks/transaction_bench.py --only memory``; benchmarks/RESULTS.md).
+left. 19.7 kB per customer at the simulator's traffic against 45.8 kB with an object per
+record and a tuple per event (``python -m benchmarks.transaction_bench --only memory``;
+benchmarks/RESULTS.md, "Feature store memory"). A snapshot in the earlier format is not read
+(logged; the store starts empty, as after an unreadable one).
 
 Persistence: :meth:`save` writes a pickle (temporary file, then an atomic rename) and
 :meth:`open` reads it back; the server saves periodically and at shutdown. A process killed
