@@ -1,17 +1,21 @@
 """The transaction path against the feature-vector path: the feature step in process, HTTP
 c=1 p50 gaps as interleaved pairs on one server, best throughput, and memory per customer.
 
-Run by hand (``python -m benchmarks.transaction_bench``); never in tests. The server is
-pinned to one core and wrk to the other (``benchmarks.servers``); with ``--redis`` a
-``redis-server`` is started on the server's core. Each wrk run sends fresh transaction ids
-(a Lua ``request`` function), so nothing is a replay, with times one second apart per
-request and a new id prefix and time base per run, so no event is refused as too old.
+Run by hand (``python -m benchmarks.transaction_bench``); never in tests. The full run times
+the feature step and the HTTP pairs. The server is pinned to one core and wrk to the other
+(``benchmarks.servers``); with ``--redis`` a ``redis-server`` is started on the server's core.
+Each wrk run sends fresh transaction ids (a Lua ``request`` function), so nothing is a replay,
+with times one second apart per request and a new id prefix and time base per run, so no
+event is refused as too old. ``--only memory`` loads the simulator's traffic into the
+embedded store (tracemalloc) and into a redis-server (``used_memory``) and prints bytes per
+customer; ``--only feature-step`` times the embedded store's step alone.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import random
 import statistics
@@ -20,6 +24,7 @@ import sys
 import tempfile
 import time
 import tracemalloc
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -45,30 +50,45 @@ end
 """
 
 
-def _stream(n: int, customers: int, terminals: int, start_s: int) -> list[Transaction]:
+def _stream(
+    n: int, customers: int, terminals: int, start_s: int, span_s: int = 30 * DAY_S
+) -> Iterator[Transaction]:
+    """``n`` transactions evenly over ``span_s``, random customer, terminal and amount; made
+    one at a time, as requests would, so a store keeps only what it holds on to."""
     rng = random.Random(0)
-    out = []
     for k in range(n):
         key = id_key(f"b-{k}")
         c, m = id_key(rng.randrange(customers)), id_key(rng.randrange(terminals))
-        out.append(Transaction(f"b-{k}", key, c, m, start_s + k * 30 * DAY_S // n, 1234))
-    return out
+        cents = rng.randrange(100, 20_000)
+        yield Transaction(f"b-{k}", key, c, m, start_s + k * span_s // n, cents)
 
 
-def feature_step_us(
-    customers: int = 100_000, per_customer: int = 60, runs: int = 20_000
-) -> dict[str, float]:
-    """p50/p99 of record + feature_row on an embedded store filled with 30 days of traffic
-    (``per_customer`` events each), and the store's bytes per customer."""
-    tracemalloc.start()
+# the simulator's traffic (``model.simulator``): 0-4 transactions a day per customer, 2 on
+# average, two terminals per customer; 40 days, so every window and record is in its steady
+# state (customer events kept 30 days, terminal events and records 37 days, plus the skew)
+PER_DAY = 2.0
+DAYS = 40
+TERMINALS_PER_CUSTOMER = 2
+
+
+def _history(customers: int) -> Iterator[Transaction]:
+    n = int(customers * PER_DAY * DAYS)
+    return _stream(n, customers, customers * TERMINALS_PER_CUSTOMER, T0, DAYS * DAY_S)
+
+
+def feature_step_us(customers: int = 100_000, runs: int = 20_000) -> dict[str, float]:
+    """p50/p99 of record + feature_row on an embedded store holding ``_history``, for the
+    ``runs`` transactions that follow it at the same rate (so each also prunes windows and
+    expires records as a live store does)."""
     store = EmbeddedStore(300)
-    for tx in _stream(customers * per_customer, customers, customers // 20, T0):
+    n = 0
+    for tx in _history(customers):
         store.record_one(tx)
-    size, _ = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-    latest = store.latest_s
+        n += 1
+    span_s = runs * DAYS * DAY_S // n
+    after = _stream(runs, customers, customers * TERMINALS_PER_CUSTOMER, T0 + DAYS * DAY_S, span_s)
     times = []
-    for k, tx in enumerate(_stream(runs, customers, customers // 20, latest + 1)):
+    for k, tx in enumerate(after):
         tx = Transaction(f"x-{k}", id_key(f"x-{k}"), tx.customer, tx.terminal, tx.time_s, 999)
         t = time.perf_counter_ns()
         r = store.record_one(tx)
@@ -78,13 +98,36 @@ def feature_step_us(
     return {
         "p50_us": times[len(times) // 2] / 1e3,
         "p99_us": times[len(times) * 99 // 100] / 1e3,
-        "bytes_per_customer": size / customers,
-        "bytes_per_1m_customers": size / customers * 1e6,
-        "events_per_customer": per_customer,
+        "customers": customers,
     }
 
 
-def redis_bytes_per_customer(url: str, customers: int = 20_000, per_customer: int = 60) -> float:
+def embedded_bytes_per_customer(customers: int = 20_000) -> dict[str, Any]:
+    """Bytes the embedded store holds per customer after ``_history`` (tracemalloc: every
+    Python allocation still alive, from an empty store)."""
+    tracemalloc.start()
+    store = EmbeddedStore(300)
+    for tx in _history(customers):
+        store.record_one(tx)
+    size, _ = tracemalloc.get_traced_memory()
+    # where the bytes go: the allocating lines holding the most
+    sites = tracemalloc.take_snapshot().statistics("lineno")[:10]
+    tracemalloc.stop()
+    return {
+        "bytes_per_customer": size / customers,
+        "gb_per_1m_customers": size / customers * 1e6 / 1e9,
+        "records_per_customer": len(store.records) / customers,
+        "bytes_per_customer_by_line": {
+            f"{Path(st.traceback[0].filename).name}:{st.traceback[0].lineno}": round(
+                st.size / customers
+            )
+            for st in sites
+        },
+    }
+
+
+def redis_bytes_per_customer(url: str, customers: int = 20_000) -> dict[str, float]:
+    """Redis ``used_memory`` added by ``_history``, per customer (from an empty database)."""
     import redis
 
     from serving.feature_store.redis_store import RedisStore
@@ -95,13 +138,51 @@ def redis_bytes_per_customer(url: str, customers: int = 20_000, per_customer: in
 
     async def load() -> None:
         store = RedisStore(url, 300, 30.0)
-        txs = _stream(customers * per_customer, customers, customers // 20, T0)
-        for i in range(0, len(txs), 500):
-            await store.record(txs[i : i + 500], backfill=True)
+        batch: list[Transaction] = []
+        for tx in _history(customers):
+            batch.append(tx)
+            if len(batch) == 500:
+                await store.record(batch, backfill=True)
+                batch = []
+        if batch:
+            await store.record(batch, backfill=True)
         await store.close()
 
     asyncio.run(load())
-    return (int(client.info("memory")["used_memory"]) - before) / customers
+    size = int(client.info("memory")["used_memory"]) - before
+    return {
+        "bytes_per_customer": size / customers,
+        "gb_per_1m_customers": size / customers * 1e6 / 1e9,
+        "keys": int(client.dbsize()),
+    }
+
+
+def memory(customers: int) -> dict[str, Any]:
+    """Both stores after the same history; a redis-server is started for the Redis one."""
+    result: dict[str, Any] = {
+        "customers": customers,
+        "history": f"{DAYS} days, {PER_DAY} transactions/day/customer, "
+        f"{TERMINALS_PER_CUSTOMER} terminals/customer",
+        "embedded": embedded_bytes_per_customer(customers),
+    }
+    with _redis_server() as url:
+        result["redis"] = redis_bytes_per_customer(url, customers)
+    return result
+
+
+@contextlib.contextmanager
+def _redis_server() -> Iterator[str]:
+    port = servers.free_port()
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = ["redis-server", "--port", str(port), "--save", "", "--dir", tmp]
+        proc = subprocess.Popen(servers.pinned(cmd, servers.SERVER_CORE), stdout=subprocess.DEVNULL)
+        try:
+            url = f"redis://127.0.0.1:{port}/0"
+            _wait_for(url)
+            yield url
+        finally:
+            proc.kill()
+            proc.wait()
 
 
 def _script(run: int, customers: int) -> str:
@@ -163,21 +244,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--redis", action="store_true", help="also with a local redis-server")
+    parser.add_argument(
+        "--only",
+        choices=("feature-step", "memory"),
+        help="one in-process part: the feature step, or memory per customer of both stores",
+    )
+    parser.add_argument("--customers", type=int, help="customers for --only (default per part)")
     args = parser.parse_args(argv)
+    if args.only == "feature-step":
+        customers = args.customers or 100_000
+        print(json.dumps(feature_step_us(customers), indent=2))
+        return 0
+    if args.only == "memory":
+        print(json.dumps(memory(args.customers or 20_000), indent=2))
+        return 0
     result: dict[str, Any] = {"feature_step": feature_step_us()}
     result["embedded"] = http(args.package.resolve(), None, args.rounds, args.seconds)
     if args.redis:
-        port = servers.free_port()
-        with tempfile.TemporaryDirectory() as tmp:
-            cmd = ["redis-server", "--port", str(port), "--save", "", "--dir", tmp]
-            proc = subprocess.Popen(servers.pinned(cmd, servers.SERVER_CORE))
-            try:
-                url = f"redis://127.0.0.1:{port}/0"
-                _wait_for(url)
-                result["redis_bytes_per_customer"] = redis_bytes_per_customer(url)
-                result["redis"] = http(args.package.resolve(), url, args.rounds, args.seconds)
-            finally:
-                proc.kill()
+        with _redis_server() as url:
+            result["redis"] = http(args.package.resolve(), url, args.rounds, args.seconds)
     print(json.dumps(result, indent=2))
     return 0
 

@@ -1,13 +1,23 @@
-"""``fraud features load`` and ``fraud labels ingest``: fill a feature store from files;
-``fraud features build``: the offline feature table (``model.feature_table``) that training
-reads, e.g. as the retraining pipeline's first Processing step."""
+"""``fraud features load`` and ``fraud labels ingest``: fill a feature store from files, local
+or ``s3://bucket/key`` objects; ``fraud features build``: the offline feature table
+(``model.feature_table``) that training reads, e.g. as the retraining pipeline's first
+Processing step.
+
+An ``s3://`` object is copied into a temporary directory under its own file name, then read
+exactly as a local file (same suffix dispatch, same column checks). boto3 finds credentials,
+region and endpoint the usual way (``AWS_ENDPOINT_URL``, ``AWS_ENDPOINT_URL_S3``, profiles);
+its failures (no such bucket or key, access denied, no credentials) become one-line errors.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
+import shutil
+import tempfile
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -36,7 +46,7 @@ def add_store_parsers(sub: Any, artifacts: Path) -> None:
             "online feature store tools",
             "load",
             "warm a store from a transaction history",
-            ("history", "transactions (.parquet/.csv), with is_fraud"),
+            ("history", "transactions (.parquet/.csv, a path or s3://), with is_fraud"),
             cmd_features_load,
         ),
         (
@@ -44,7 +54,7 @@ def add_store_parsers(sub: Any, artifacts: Path) -> None:
             "fraud labels",
             "ingest",
             "load labels (transaction_id, fraud) into a store",
-            ("file", ".parquet, .csv or .jsonl with transaction_id, fraud"),
+            ("file", ".parquet, .csv or .jsonl (a path or s3://) with transaction_id, fraud"),
             cmd_labels_ingest,
         ),
     )
@@ -53,7 +63,7 @@ def add_store_parsers(sub: Any, artifacts: Path) -> None:
         p = sub.add_parser(group, help=group_help)
         groups[group] = p.add_subparsers(dest=f"{group}_command", required=True)
         q = groups[group].add_parser(name, help=name_help)
-        q.add_argument(arg, type=Path, help=arg_help)
+        q.add_argument(arg, help=arg_help)
         q.add_argument("--store", default="embedded", help="embedded (default) or redis://...")
         q.add_argument("--store-path", type=Path, default=path, help="embedded store snapshot")
         q.set_defaults(func=func)
@@ -74,7 +84,8 @@ def cmd_features_load(args: argparse.Namespace) -> int:
     from core.features import epoch_seconds, to_cents
     from model.dataset import read_transactions
 
-    df = read_transactions(args.history)
+    with local_copy(args.history) as path:
+        df = read_transactions(path)
     times = epoch_seconds(df["tx_datetime"]).tolist()
     cents = to_cents(df["amount"].to_numpy()).tolist()
     rows = [
@@ -95,7 +106,8 @@ def cmd_features_load(args: argparse.Namespace) -> int:
 
 
 def cmd_labels_ingest(args: argparse.Namespace) -> int:
-    df = _read_labels(args.file)
+    with local_copy(args.file) as path:
+        df = _read_labels(path, args.file)
     labels = list(
         zip(df["transaction_id"].tolist(), df["fraud"].astype(bool).tolist(), strict=True)
     )
@@ -104,23 +116,58 @@ def cmd_labels_ingest(args: argparse.Namespace) -> int:
     return 0
 
 
-def _read_labels(path: Path) -> pd.DataFrame:
+@contextmanager
+def local_copy(source: str) -> Iterator[Path]:
+    """``source`` as a local path: itself, or an ``s3://`` object downloaded under its own
+    name into a temporary directory removed afterwards."""
+    if not source.startswith("s3://"):
+        yield Path(source)
+        return
+    bucket, _, key = source.removeprefix("s3://").partition("/")
+    name = key.rsplit("/", 1)[-1]
+    if not bucket or not name:
+        raise StoreCommandError(f"{source}: expected s3://bucket/key")
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    with tempfile.TemporaryDirectory(prefix="fraud-s3-") as tmp:
+        path = Path(tmp) / name
+        try:
+            body = boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"]
+            with path.open("wb") as f:
+                shutil.copyfileobj(body, f, 1 << 20)
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            raise StoreCommandError(
+                f"cannot read {source}: {error.get('Code')}: {error.get('Message')}"
+            ) from exc
+        except BotoCoreError as exc:
+            raise StoreCommandError(f"cannot read {source}: {exc}") from exc
+        yield path
+
+
+def _read_labels(path: Path, source: str) -> pd.DataFrame:
     import pandas as pd
 
     if not path.exists():
-        raise StoreCommandError(f"{path} does not exist")
-    if path.suffix == ".parquet":
-        df = pd.read_parquet(path)
-    elif path.suffix == ".csv":
-        df = pd.read_csv(path)
-    elif path.suffix in (".jsonl", ".json"):
-        df = pd.read_json(path, lines=True)
-    else:
-        raise StoreCommandError(f"{path}: expected .parquet, .csv or .jsonl")
+        raise StoreCommandError(f"{source} does not exist")
+    readers = {
+        ".parquet": pd.read_parquet,
+        ".csv": pd.read_csv,
+        ".jsonl": lambda p: pd.read_json(p, lines=True),
+        ".json": lambda p: pd.read_json(p, lines=True),
+    }
+    reader = readers.get(path.suffix)
+    if reader is None:
+        raise StoreCommandError(f"{source}: expected .parquet, .csv or .jsonl")
+    try:
+        df = reader(path)
+    except Exception as exc:  # pyarrow/pandas raise many types for a bad file
+        raise StoreCommandError(f"cannot read {source}: {exc}") from exc
     missing = [c for c in ("transaction_id", "fraud") if c not in df.columns]
     if missing:
         raise StoreCommandError(
-            f"{path}: missing columns {missing}; expected transaction_id, fraud"
+            f"{source}: missing columns {missing}; expected transaction_id, fraud"
         )
     return df
 

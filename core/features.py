@@ -72,9 +72,8 @@ def compute_features(df: pd.DataFrame) -> np.ndarray:
         term = by_terminal.get(terminals[r])
         if term is None:
             term = by_terminal[terminals[r]] = TerminalWindows()
-        cust.add(t, key, c)
         term.add(t)
         if frauds[r]:
             term.label(t, True)
-        rows[r] = feature_row(t, c, cust.read(t, key), term.read(t))
+        rows[r] = feature_row(t, c, cust.add_and_read(t, key, c), term.read(t))
     return np.array(rows, dtype=np.float64).reshape(len(df), N_FEATURES)

@@ -19,12 +19,15 @@ turns them into the model's floats, so every store rounds the same way. Ties bet
 at the same second are broken by :func:`id_key`, which orders integer ids numerically and
 string ids by code point, as the offline sort does.
 
-Pure Python (``bisect`` over sorted lists): nothing here imports numpy or pandas, so the
-server's transaction path stays free of them.
+Pure Python (``bisect`` over sorted arrays): nothing here imports numpy or pandas, so the
+server's transaction path stays free of them. Times and amounts are packed in ``array('q')``
+(8 bytes a value, where a list held an int object and a tuple per event): the online store
+keeps a month of every customer's and terminal's events in memory.
 """
 
 from __future__ import annotations
 
+from array import array
 from bisect import bisect_left, bisect_right, insort
 
 from core.feature_names import CUSTOMER_WINDOWS_DAYS, TERMINAL_WINDOWS_DAYS
@@ -60,36 +63,58 @@ def to_cents(amount: float) -> int:
 
 
 class CustomerWindows:
-    """One customer's events: (time, id key) sorted, with their amounts in cents."""
+    """One customer's events sorted by (time, id key): times and cents packed, and the id keys
+    (the same string objects the store keys its records by, so not copied)."""
 
-    __slots__ = ("keys", "cents")
+    __slots__ = ("times", "keys", "cents")
 
     def __init__(self) -> None:
-        self.keys: list[tuple[int, str]] = []
-        self.cents: list[int] = []
+        self.times = array("q")
+        self.keys: list[str] = []
+        self.cents = array("q")
 
-    def add(self, time_s: int, key: str, cents: int) -> None:
-        at = bisect_right(self.keys, (time_s, key))
-        self.keys.insert(at, (time_s, key))
+    def _after(self, time_s: int, key: str) -> int:
+        """The index after every event whose (time, id key) is at most (time_s, key)."""
+        times = self.times
+        n = len(times)
+        if not n or times[-1] < time_s:  # the usual case: the latest event so far
+            return n
+        hi = bisect_right(times, time_s)
+        # the events at time_s are [lo, hi), sorted by id key among themselves
+        return bisect_right(self.keys, key, bisect_left(times, time_s, 0, hi), hi)
+
+    def add(self, time_s: int, key: str, cents: int) -> int:
+        """Insert the event; the index after it (where :meth:`read` for it ends)."""
+        at = self._after(time_s, key)
+        self.times.insert(at, time_s)
+        self.keys.insert(at, key)
         self.cents.insert(at, cents)
+        return at + 1
 
     def read(self, time_s: int, key: str) -> CustomerAggregates:
-        keys, cents = self.keys, self.cents
-        hi = bisect_right(keys, (time_s, key))
+        return self.read_to(time_s, self._after(time_s, key))
+
+    def add_and_read(self, time_s: int, key: str, cents: int) -> CustomerAggregates:
+        """:meth:`add` then :meth:`read` for a new event, with one search."""
+        return self.read_to(time_s, self.add(time_s, key, cents))
+
+    def read_to(self, time_s: int, hi: int) -> CustomerAggregates:
+        """The aggregates as of ``time_s`` over the events before index ``hi``."""
+        times, cents = self.times, self.cents
         w1, w7, w30 = CUSTOMER_WINDOWS_S
         # time > t - w; the windows nest, so each sum extends the shorter one's
-        lo1 = bisect_left(keys, (time_s - w1 + 1,), 0, hi)
-        lo7 = bisect_left(keys, (time_s - w7 + 1,), 0, lo1)
-        lo30 = bisect_left(keys, (time_s - w30 + 1,), 0, lo7)
+        lo1 = bisect_left(times, time_s - w1 + 1, 0, hi)
+        lo7 = bisect_left(times, time_s - w7 + 1, 0, lo1)
+        lo30 = bisect_left(times, time_s - w30 + 1, 0, lo7)
         s1 = sum(cents[lo1:hi])
         s7 = s1 + sum(cents[lo7:lo1])
         return (hi - lo1, s1, hi - lo7, s7, hi - lo30, s7 + sum(cents[lo30:lo7]))
 
     def prune(self, before_s: int) -> None:
         """Forget events with time < before_s."""
-        cut = bisect_left(self.keys, (before_s,))
+        cut = bisect_left(self.times, before_s)
         if cut:
-            del self.keys[:cut], self.cents[:cut]
+            del self.times[:cut], self.keys[:cut], self.cents[:cut]
 
 
 class TerminalWindows:
@@ -98,11 +123,15 @@ class TerminalWindows:
     __slots__ = ("times", "fraud_times")
 
     def __init__(self) -> None:
-        self.times: list[int] = []
-        self.fraud_times: list[int] = []
+        self.times = array("q")
+        self.fraud_times = array("q")
 
     def add(self, time_s: int) -> None:
-        insort(self.times, time_s)
+        times = self.times
+        if not times or times[-1] <= time_s:
+            times.append(time_s)
+        else:
+            insort(times, time_s)
 
     def label(self, time_s: int, fraud: bool) -> None:
         """Mark one event at ``time_s`` fraud (or undo that); the caller tracks transitions."""

@@ -60,6 +60,8 @@ def _platform(args: argparse.Namespace) -> Platform:
         bucket=args.bucket,
         subnets=tuple(args.subnet),
         security_groups=tuple(args.security_group),
+        feature_store=getattr(args, "feature_store", ""),
+        store_auth_secret_arn=getattr(args, "store_auth_secret_arn", ""),
     )
 
 
@@ -287,6 +289,14 @@ def _platform_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bucket", required=True, help="the regional stack's ArtefactBucket")
     p.add_argument("--subnet", action="append", default=[], help="VPC subnet (two AZs)")
     p.add_argument("--security-group", action="append", default=[])
+    p.add_argument(
+        "--feature-store",
+        default="",
+        help="the stack's store (FeatureStore=true): rediss://<FeatureStoreAddress>:6379",
+    )
+    p.add_argument(
+        "--store-auth-secret-arn", default="", help="the stack's StoreAuthSecretArn output"
+    )
 
 
 def _package_args(p: argparse.ArgumentParser) -> None:

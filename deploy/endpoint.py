@@ -45,11 +45,20 @@ def check_alarms(clients: Clients, spec: EndpointSpec) -> list[str]:
     return names
 
 
-def ensure_model(clients: Clients, endpoint: str, record: PackageRecord, platform: Platform) -> str:
-    name = model_name(endpoint, record.model_version)
+def ensure_model(
+    clients: Clients,
+    endpoint: str,
+    record: PackageRecord,
+    platform: Platform,
+    with_store: bool = True,
+) -> str:
+    """The model of ``record``; the production one (``with_store``) gets the platform's
+    feature store, the shadow one never (the regional template's ShadowModel)."""
+    store = platform.store_environment() if with_store else {}
+    name = model_name(endpoint, record.model_version, store)
     sm = clients.sagemaker
     if find(f"describe model {name}", sm.describe_model, ModelName=name) is None:
-        request = model_request(name, endpoint, record.s3_uri, platform)
+        request = model_request(name, endpoint, record.s3_uri, platform, with_store)
         call(f"create model {name}", sm.create_model, **request)
     return name
 
@@ -101,7 +110,9 @@ def apply(
     check_subnets(clients.ec2, platform)
     alarms = check_alarms(clients, spec)
     production = ensure_model(clients, spec.name, record, platform)
-    challenger = ensure_model(clients, spec.name, shadow, platform) if shadow else None
+    challenger = (
+        ensure_model(clients, spec.name, shadow, platform, with_store=False) if shadow else None
+    )
     result: dict[str, Any] = roll_out(clients, spec, platform, production, challenger)
     return {
         **result,
@@ -121,7 +132,9 @@ def plan(
 ) -> list[str]:
     """Lines naming each change ``apply`` would make; read-only calls only."""
     sm, lines = clients.sagemaker, []
-    models = [model_name(spec.name, r.model_version) for r in (record, shadow) if r is not None]
+    models = [model_name(spec.name, record.model_version, platform.store_environment())]
+    if shadow is not None:
+        models.append(model_name(spec.name, shadow.model_version))
     for name in models:
         if find(f"describe model {name}", sm.describe_model, ModelName=name) is None:
             lines.append(f"create model {name}")

@@ -9,11 +9,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 from typing import Any
 
 from deploy.checks.endpoint_encryption import NVME_FAMILIES
 from deploy.config import TERMINATION_WAIT_S, EndpointSpec, deployment_timeout_s
 from deploy.errors import SettingsError
+from serving.feature_store import AUTH_SECRET_ENV, REDIS_SCHEMES, SECRET_ARN, STORE_ENV
 
 PRODUCTION, SHADOW = "primary", "shadow"
 SCALABLE_DIMENSION = "sagemaker:variant:DesiredInstanceCount"
@@ -30,6 +32,9 @@ class Platform:
     capture_prefix: str = "capture"
     subnets: tuple[str, ...] = ()
     security_groups: tuple[str, ...] = ()
+    # the stack's feature store (FeatureStore=true): its URL and the AUTH token's secret
+    feature_store: str = ""
+    store_auth_secret_arn: str = ""
 
     def __post_init__(self) -> None:
         if self.subnets and (len(set(self.subnets)) < 2 or not self.security_groups):
@@ -37,6 +42,29 @@ class Platform:
                 f"VPC config needs subnets in two Availability Zones and a security group, "
                 f"got subnets {list(self.subnets)} and groups {list(self.security_groups)}"
             )
+        if self.feature_store and not self.feature_store.startswith(REDIS_SCHEMES):
+            raise SettingsError(
+                f"feature store {self.feature_store!r}: expected rediss://<FeatureStoreAddress>:6379"
+            )
+        if self.feature_store and not self.subnets:
+            raise SettingsError(
+                "the feature store is reached inside the VPC: give --subnet (two AZs) and "
+                "--security-group (the stack's EndpointSecurityGroupId)"
+            )
+        if self.store_auth_secret_arn and not self.feature_store:
+            raise SettingsError("a store AUTH secret needs the feature store (--feature-store)")
+        if self.store_auth_secret_arn and not re.fullmatch(SECRET_ARN, self.store_auth_secret_arn):
+            raise SettingsError(
+                f"store AUTH secret {self.store_auth_secret_arn!r} is not a Secrets Manager ARN"
+            )
+
+    def store_environment(self) -> dict[str, str]:
+        """What the production model's environment gets for the store (the secret's ARN,
+        never the token), as the regional template's Model; empty without the store."""
+        env = {STORE_ENV: self.feature_store} if self.feature_store else {}
+        if self.store_auth_secret_arn:
+            env[AUTH_SECRET_ENV] = self.store_auth_secret_arn
+        return env
 
 
 def accepts_volume_key(instance_type: str) -> bool:
@@ -44,23 +72,33 @@ def accepts_volume_key(instance_type: str) -> bool:
     return instance_type.split(".")[1] not in NVME_FAMILIES
 
 
-def model_name(endpoint: str, model_version: str) -> str:
-    return f"{endpoint[:50]}-{model_version[:12]}"
+def model_name(endpoint: str, model_version: str, store: dict[str, str] | None = None) -> str:
+    """Named by model version, plus a digest of the store settings when there are some: a
+    model's environment cannot change, so other store settings make another model."""
+    if not store:
+        return f"{endpoint[:50]}-{model_version[:12]}"
+    digest = hashlib.sha256(json.dumps(store, sort_keys=True).encode()).hexdigest()[:8]
+    return f"{endpoint[:41]}-{model_version[:12]}-{digest}"
 
 
 def model_request(
-    name: str, endpoint: str, model_data_url: str, platform: Platform
+    name: str, endpoint: str, model_data_url: str, platform: Platform, with_store: bool = True
 ) -> dict[str, Any]:
+    """CreateModel. ``with_store`` (the production variant) gives the model the platform's
+    feature store, if any; the shadow variant goes without, as in the regional template."""
+    store = platform.store_environment() if with_store else {}
     request: dict[str, Any] = {
         "ModelName": name,
         "ExecutionRoleArn": platform.role_arn,
         "PrimaryContainer": {
             "Image": platform.image_uri,
             "ModelDataUrl": model_data_url,
-            "Environment": {"FRAUD_ENDPOINT_NAME": endpoint},
+            "Environment": {"FRAUD_ENDPOINT_NAME": endpoint, **store},
         },
-        # the container reaches nothing, S3 included: SageMaker fetches the model for it
-        "EnableNetworkIsolation": True,
+        # the container reaches nothing, S3 included: SageMaker fetches the model for it.
+        # With the store it must reach the store and Secrets Manager in its VPC: isolation
+        # would cut those connections too, so it is off then, and only then
+        "EnableNetworkIsolation": not store,
         "Tags": [{"Key": "fraud:endpoint", "Value": endpoint}],
     }
     if platform.subnets:

@@ -17,9 +17,9 @@ from core.cpus import cpu_count
 from core.errors import FraudError
 from core.fallback import FallbackPolicy, parse_policies
 from serving.codecs import JSON, RESPONSE_TYPES
+from serving.feature_store import AUTH_SECRET_ENV, REDIS_SCHEMES, SECRET_ARN, STORE_ENV
 
 MB = 1024 * 1024
-SECRET_ARN = r"arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:[\w/+=.@-]+"
 
 
 class SettingsError(FraudError, ValueError):
@@ -126,9 +126,9 @@ class Settings:
             "hmac_secret": env.get("FRAUD_HMAC_SECRET", "").encode(),
             "emit_emf": env.get("FRAUD_EMIT_EMF", "") in {"1", "true", "yes"},
             "serve_when_ready": env.get("FRAUD_SERVE_WHEN_READY", "") == "1",
-            "feature_store": env.get("FRAUD_FEATURE_STORE") or "embedded",
+            "feature_store": env.get(STORE_ENV) or "embedded",
             "store_path": Path(store_path) if store_path else None,
-            "store_auth_secret_arn": env.get("FRAUD_STORE_AUTH_SECRET_ARN", "").strip(),
+            "store_auth_secret_arn": env.get(AUTH_SECRET_ENV, "").strip(),
             "store_deadline_ms": get("FRAUD_STORE_DEADLINE_MS", float, 50.0),
             "max_event_skew_s": get("FRAUD_MAX_EVENT_SKEW_S", int, 300),
             "allow_numeric_ids": env.get("FRAUD_ALLOW_NUMERIC_IDS", "") in {"1", "true", "yes"},
@@ -160,7 +160,7 @@ class Settings:
             "store_deadline_ms": self.store_deadline_ms > 0,
             "max_event_skew_s": 0 <= self.max_event_skew_s <= 86_400,
             "feature_store": self.feature_store == "embedded"
-            or self.feature_store.startswith(("redis://", "rediss://", "unix://")),
+            or self.feature_store.startswith(REDIS_SCHEMES),
             "store_auth_secret_arn": self.store_auth_secret_arn == ""
             or re.fullmatch(SECRET_ARN, self.store_auth_secret_arn) is not None,
         }

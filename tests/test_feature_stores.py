@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import pickle
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -162,7 +163,22 @@ def test_an_unreadable_snapshot_starts_an_empty_store(tmp_path: Path) -> None:
     path = tmp_path / "s.pickle"
     path.write_bytes(b"not a pickle")
     store = EmbeddedStore.open(300, path)
-    assert store.records == {} and store.path == path
+    assert len(store.records) == 0 and store.path == path
+
+
+def test_a_snapshot_in_an_earlier_format_starts_an_empty_store_and_says_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "s.pickle"
+    path.write_bytes(pickle.dumps({"format": 1, "customers": {"c": object()}}))
+    with caplog.at_level("ERROR", logger="fraud.serving.feature_store"):
+        store = EmbeddedStore.open(300, path)
+    assert len(store.records) == 0 and store.customers == {}
+    assert "another format" in caplog.text
+    saved = EmbeddedStore(300, path)
+    saved.record_one(Transaction("t", "1t", "1c", "1m", 1_533_733_500, 100))
+    saved.write(saved.snapshot())
+    assert EmbeddedStore.open(300, path).label_of("1t") is False  # the current one is read
 
 
 def test_both_stores_break_ties_at_the_same_second_by_id(redis_server: RedisServer) -> None:

@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 
 from core.features import FEATURE_NAMES, compute_features, epoch_seconds
-from core.windows import feature_row, id_key, to_cents
+from core.windows import TERMINAL_RETENTION_S, feature_row, id_key, to_cents
 from serving.errors import EventTooOld
 from serving.feature_store.base import Label, Transaction
-from serving.feature_store.embedded import EmbeddedStore
+from serving.feature_store.embedded import BLOCK, EmbeddedStore
 
 DAY = 86_400
 
@@ -131,6 +131,25 @@ def test_store_state_stays_bounded_over_a_long_history() -> None:
     assert len(store.terminals["term"].times) <= 38
     assert len(store.terminals["term"].fraud_times) <= 19
     assert len(store.customers["card"].keys) <= 31
+
+
+def test_records_leave_a_block_at_a_time_and_replays_answer_across_blocks() -> None:
+    store = EmbeddedStore(max_skew_s=300)
+    start = int(pd.Timestamp(dt.date(2018, 1, 1)).timestamp())
+    step_s = 600  # 144 a day: 38 days of records span two blocks and a part
+    answers = {}
+    for k in range(5 * BLOCK):
+        tx = Transaction(k, id_key(k), f"c{k % 50}", f"m{k % 7}", start + k * step_s, 100 + k)
+        answers[k] = store.record_one(tx)
+    kept = len(store.records)
+    assert kept <= (TERMINAL_RETENTION_S + 300) // step_s + 1
+    assert len(store.records.blocks) <= kept // BLOCK + 2  # expired blocks are freed
+    assert not store.label_one(Label(id_key(0), True))  # expired: unknown
+    for k in (5 * BLOCK - kept, 4 * BLOCK - 1, 4 * BLOCK, 5 * BLOCK - 1):  # blocks' edges
+        tx = Transaction(k, id_key(k), f"c{k % 50}", f"m{k % 7}", start + k * step_s, 100 + k)
+        again = store.record_one(tx, backfill=True)
+        assert again == (answers[k].aggregates, True)
+        assert store.label_one(Label(id_key(k), True)) and store.label_of(id_key(k)) is True
 
 
 def test_events_older_than_the_skew_are_refused() -> None:

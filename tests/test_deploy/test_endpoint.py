@@ -12,10 +12,12 @@ import pytest
 from deploy.aws import Clients
 from deploy.config import AwsSettings, EndpointSpec
 from deploy.endpoint import apply, plan
-from deploy.errors import NotFound, PackageMismatch
+from deploy.errors import NotFound, PackageMismatch, SettingsError
 from deploy.package import PackageRecord, check_against_record, check_uploaded, upload
 from deploy.requests import Platform, model_name, rollback_alarm_names
-from tests.test_deploy.conftest import make_tarball
+from serving.settings import Settings
+from tests.test_deploy.conftest import ACCOUNT, make_tarball
+from tests.test_deploy.stack import load as load_template
 from tests.test_deploy.stack import put_stack_alarms
 
 SPEC = EndpointSpec(name="fraud-score", instance_type="ml.g4dn.xlarge", canary_percent=10)
@@ -138,3 +140,94 @@ def test_a_region_is_rebuilt_from_the_replica_without_uploading_again(
     assert puts == []  # the replica is found by key and SHA-256: nothing uploaded again
     assert (rebuilt.key, rebuilt.sha256) == (record.key, record.sha256)
     check_uploaded(clients.s3, rebuilt)
+
+
+STORE_URL = "rediss://fraud-store.abc123.ng.0001.euw1.cache.amazonaws.com:6379"
+STORE_SECRET = f"arn:aws:secretsmanager:eu-west-1:{ACCOUNT}:secret:fraud-store-auth-AbCdEf"
+
+
+def _store_platform(clients: Clients, platform: Platform) -> Platform:
+    """The platform with subnets in two AZs, the endpoint's group and the stack's store."""
+    vpc = clients.ec2.create_vpc(CidrBlock="10.30.0.0/16")["Vpc"]["VpcId"]
+    subnets = tuple(
+        clients.ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.30.{i}.0/24", AvailabilityZone=zone)[
+            "Subnet"
+        ]["SubnetId"]
+        for i, zone in enumerate(("eu-west-1a", "eu-west-1b"))
+    )
+    group = clients.ec2.create_security_group(
+        GroupName="fraud-endpoint", Description="endpoint instances", VpcId=vpc
+    )["GroupId"]
+    return dataclasses.replace(
+        platform,
+        subnets=subnets,
+        security_groups=(group,),
+        feature_store=STORE_URL,
+        store_auth_secret_arn=STORE_SECRET,
+    )
+
+
+def _template_model(name: str) -> dict[str, Any]:
+    return dict(load_template("regional.yaml")["Resources"][name]["Properties"])
+
+
+def test_apply_gives_the_model_the_templates_feature_store_settings(
+    clients: Clients, platform: Platform, tmp_path: Path
+) -> None:
+    store = _store_platform(clients, platform)
+    spec = dataclasses.replace(SPEC, name="fraud-store", instance_type="ml.c5.xlarge")
+    put_stack_alarms(clients.cloudwatch, clients.sns, spec.name)
+    record = _package(clients, store, tmp_path, b"store")
+    challenger = _package(clients, store, tmp_path, b"store-challenger")
+    sent: list[dict[str, Any]] = []
+    clients.sagemaker.meta.events.register(
+        "provide-client-params.sagemaker.CreateModel", lambda params, **_: sent.append(params)
+    )
+    result = apply(clients, spec, store, record, shadow=challenger)
+    sm = clients.sagemaker
+    model = sm.describe_model(ModelName=result["model"])
+    env = model["PrimaryContainer"]["Environment"]
+    assert env == {
+        "FRAUD_ENDPOINT_NAME": spec.name,
+        "FRAUD_FEATURE_STORE": STORE_URL,
+        "FRAUD_STORE_AUTH_SECRET_ARN": STORE_SECRET,
+    }
+    assert model["VpcConfig"] == {
+        "Subnets": list(store.subnets),
+        "SecurityGroupIds": list(store.security_groups),
+    }
+    # the names the template gives its Model, and the server reads (Settings.from_env)
+    template_env = _template_model("Model")["PrimaryContainer"]["Environment"]
+    assert set(template_env) == set(env)
+    settings = Settings.from_env(env, workers=2)
+    assert (settings.feature_store, settings.store_auth_secret_arn) == (STORE_URL, STORE_SECRET)
+    # moto keeps no EnableNetworkIsolation: the requests sent. Off with the store only; the
+    # shadow variant goes isolated and without the store, as the template's ShadowModel
+    production, shadow = sent
+    assert (
+        production["ModelName"] == result["model"] and production["EnableNetworkIsolation"] is False
+    )
+    assert shadow["ModelName"] == result["shadow"] and shadow["EnableNetworkIsolation"] is True
+    assert set(shadow["PrimaryContainer"]["Environment"]) == set(
+        _template_model("ShadowModel")["PrimaryContainer"]["Environment"]
+    )
+    assert _template_model("Model")["EnableNetworkIsolation"] == {
+        "Fn::If": ["MakeStore", False, True]
+    }
+    # the same package without the store is another model (an environment cannot change)
+    assert result["model"] != model_name(spec.name, record.model_version)
+    assert apply(clients, spec, store, record, shadow=challenger)["action"] == "unchanged"
+    assert len(sent) == 2
+
+
+def test_a_feature_store_without_a_vpc_or_a_secret_without_a_store_is_refused(
+    platform: Platform,
+) -> None:
+    with pytest.raises(SettingsError, match="inside the VPC"):
+        dataclasses.replace(platform, feature_store=STORE_URL)
+    with pytest.raises(SettingsError, match="needs the feature store"):
+        dataclasses.replace(platform, store_auth_secret_arn=STORE_SECRET)
+    with pytest.raises(SettingsError, match="expected rediss://"):
+        dataclasses.replace(
+            platform, feature_store="memcached://x", subnets=("a", "b"), security_groups=("g",)
+        )
