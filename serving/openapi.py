@@ -15,7 +15,7 @@ from typing import Any
 
 from core.windows import MAX_INT_ID
 from serving import codecs
-from serving.transaction_requests import MAX_AMOUNT, MAX_ID_CHARS
+from serving.transaction_requests import MAX_AMOUNT, MAX_EPOCH_S, MAX_ID_CHARS
 from serving.validation import FLOAT32_MAX, feature_rule
 
 ERROR_STATUSES = {
@@ -26,6 +26,35 @@ ERROR_STATUSES = {
     "501": "transactions with the embedded store and several workers (use Redis)",
     "503": "not ready, shutting down, queue full, past the deadline, or labels while the "
     "feature store is down: retry",
+}
+# no control characters (C0, DEL, C1): part of the server's rule, str.isprintable(), which
+# also refuses format, private-use, unassigned and separator code points
+PRINTABLE = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$"
+# the years of 0 <= epoch seconds < 1e11 (a zone offset can still push the first or last
+# hours of the range out: those get 400 too)
+YEARS_1970_TO_5137 = "^(19[7-9][0-9]|[2-4][0-9]{3}|50[0-9]{2}|51[0-2][0-9]|513[0-7])-"
+OPERATION_ID = "invocations"
+# Links from a 200 on /invocations back to /invocations: what a client does next with a
+# scored transaction. schemathesis' stateful phase follows them: the link's body (runtime
+# expressions inside a JSON body) is merged into a generated one (``x-schemathesis``'s
+# ``merge_body: false`` would send it alone, but schemathesis 4 cannot then choose among
+# several request media types). An expression that does not resolve (a feature-vector
+# response has no transaction_id) leaves the link unused for that response.
+LINKS = {
+    "LabelTheScoredTransaction": {
+        "operationId": OPERATION_ID,
+        "description": "a fraud label for the first scored transaction: accepted, not unknown",
+        "requestBody": {
+            "labels": [
+                {"transaction_id": "$response.body#/predictions/0/transaction_id", "fraud": True}
+            ]
+        },
+    },
+    "ReplayTheTransactions": {
+        "operationId": OPERATION_ID,
+        "description": "the same transactions again: each answered with replayed: true",
+        "requestBody": {"transactions": "$request.body#/transactions"},
+    },
 }
 SAGEMAKER_HEADERS = {
     "X-Amzn-SageMaker-Custom-Attributes": "opaque; echoed on the response",
@@ -132,7 +161,12 @@ def _components(names: Sequence[str]) -> dict[str, Any]:
 def _transaction_components(names: Sequence[str]) -> dict[str, Any]:
     token = {
         "anyOf": [
-            {"type": "string", "minLength": 1, "maxLength": MAX_ID_CHARS},
+            {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": MAX_ID_CHARS,
+                "pattern": PRINTABLE,
+            },
             {"type": "integer", "minimum": 0, "maximum": MAX_INT_ID},
         ],
         "description": "an opaque token; 13-19 digits passing Luhn (a card number?) get 400 "
@@ -148,10 +182,11 @@ def _transaction_components(names: Sequence[str]) -> dict[str, Any]:
             "amount": {"type": "number", "minimum": -MAX_AMOUNT, "maximum": MAX_AMOUNT},
             "timestamp": {
                 "anyOf": [
-                    {"type": "string", "format": "date-time"},
-                    {"type": "number", "minimum": 0, "exclusiveMaximum": 1e11},
+                    {"type": "string", "format": "date-time", "pattern": YEARS_1970_TO_5137},
+                    {"type": "number", "minimum": 0, "exclusiveMaximum": MAX_EPOCH_S},
                 ],
-                "description": "ISO 8601 with a zone, or epoch seconds; an event older than "
+                "description": "ISO 8601 with a zone, or epoch seconds, both from the epoch "
+                "to 1e11 s (the year 5138); an event older than "
                 "the windows serve (FRAUD_MAX_EVENT_SKEW_S behind the newest) gets 400",
             },
         },
@@ -248,6 +283,7 @@ def _invocations() -> dict[str, Any]:
     }
     return {
         "post": {
+            "operationId": OPERATION_ID,
             "summary": "Score feature vectors or raw transactions, or record fraud labels",
             "parameters": [accept, *headers],
             "requestBody": {
@@ -265,6 +301,7 @@ def _invocations() -> dict[str, Any]:
             "responses": {
                 "200": {
                     "description": "one prediction per row, in order",
+                    "links": LINKS,
                     "headers": {
                         "X-Amzn-SageMaker-Custom-Attributes": {"schema": {"type": "string"}}
                     },

@@ -1,7 +1,8 @@
 """Transaction and label request bodies -> validated store inputs: pure functions.
 
 A transaction: ``transaction_id``, ``customer_id``, ``terminal_id`` (opaque tokens: strings
-or non-negative integers), ``amount`` (a finite number), ``timestamp`` (ISO 8601 with a zone,
+or non-negative integers; a whole number written with a fraction, ``7.0``, is the integer up to
+2**53), ``amount`` (a finite number), ``timestamp`` (ISO 8601 with a zone,
 or epoch seconds; sub-second parts are dropped, as offline). A label: ``transaction_id`` and
 ``fraud`` (true or false).
 
@@ -26,6 +27,8 @@ from serving.feature_store.base import Label, Transaction
 ID_FIELDS = ("transaction_id", "customer_id", "terminal_id")
 MAX_ID_CHARS = 128
 MAX_AMOUNT = 1e12
+MAX_EPOCH_S = 1e11
+EXACT_FLOAT_INT = 2**53  # above it a float id written as 7.0 may not be the id the caller meant
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,8 @@ def is_card_number(value: str | int) -> bool:
 
 def _token(item: dict[str, Any], field: str, where: str, allow_numeric: bool) -> str | int:
     value = item.get(field)
+    if type(value) is float and value.is_integer() and 0 <= value <= EXACT_FLOAT_INT:
+        value = int(value)  # JSON (and JSON Schema's "integer") does not tell 7.0 from 7
     if type(value) is int:
         if not 0 <= value <= MAX_INT_ID:
             raise BadRequest(f"{where}.{field} must be a string or an integer in 0..{MAX_INT_ID}")
@@ -68,10 +73,12 @@ def _token(item: dict[str, Any], field: str, where: str, allow_numeric: bool) ->
 
 
 def parse_timestamp(value: object, where: str) -> int:
-    """ISO 8601 with a zone, or epoch seconds -> whole epoch seconds (floored)."""
+    """ISO 8601 with a zone, or epoch seconds -> whole epoch seconds (floored). Both forms
+    cover the same range, 0 <= seconds < MAX_EPOCH_S: one event dated past it would leave
+    every later one "too old" for the feature store."""
     if type(value) in (int, float):
         seconds = float(value)  # type: ignore[arg-type]
-        if not math.isfinite(seconds) or not 0 <= seconds < 1e11:
+        if not math.isfinite(seconds) or not 0 <= seconds < MAX_EPOCH_S:
             raise BadRequest(f"{where}.timestamp must be epoch seconds between 0 and 1e11")
         return math.floor(seconds)
     if isinstance(value, str):
@@ -84,7 +91,13 @@ def parse_timestamp(value: object, where: str) -> int:
                 f"{where}.timestamp must be ISO 8601 with a zone (e.g. 2018-08-08T13:05:00Z) "
                 "or epoch seconds"
             )
-        return math.floor(moment.timestamp())
+        seconds = moment.timestamp()
+        if not 0 <= seconds < MAX_EPOCH_S:
+            raise BadRequest(
+                f"{where}.timestamp must be between 1970-01-01T00:00:00Z and the year 5138 "
+                "(epoch seconds 0 to 1e11)"
+            )
+        return math.floor(seconds)
     raise BadRequest(f"{where}.timestamp is missing; expected ISO 8601 or epoch seconds")
 
 

@@ -128,6 +128,15 @@ def test_bad_transactions_get_400_naming_the_field(server: Server) -> None:
         assert r.status_code == 400 and field in r.json()["error"]["message"], r.text
 
 
+def test_a_timestamp_outside_1970_to_1e11_s_is_refused_in_either_form(server: Server) -> None:
+    # accepted, one event dated in the year 9999 would leave every later one "too old"
+    for i, when in enumerate(["9999-12-31T23:59:59Z", "0001-01-01T00:00:00+01:00", 1e11, -1]):
+        r = send(server, {"transactions": [tx(f"far-{i}", when)]})  # type: ignore[arg-type]
+        assert r.status_code == 400, r.text
+        assert "transactions[0].timestamp" in r.json()["error"]["message"]
+        assert "1e11" in r.json()["error"]["message"]
+
+
 def test_transactions_and_labels_in_one_request_are_refused(server: Server) -> None:
     doc = {
         "transactions": [tx("y-1", T0 + 9 * DAY_S)],
