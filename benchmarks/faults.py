@@ -19,8 +19,9 @@ not measure. Figures, not assertions: nothing here runs in ``make test``.
   the killed worker's connections), seconds from the kill to the replacement's ``ready``
   line (expected < 2), and every request answered 200 found in the decision log and the
   capture files (expected: all).
-- overload: 5 s at 50 % of capacity, 5 s at 3x, 5 s at 50 %: how fast the 503s come, the
-  slowest 200, and the seconds after the spike until p99 (100 ms buckets) is back to normal.
+- overload: 5 s at 50 % of capacity, 5 s at ``--factor`` (3) times it, 5 s at 50 %: how
+  fast the 503s come, the slowest 200, and the seconds after the spike until p99 (100 ms
+  buckets) is back to normal.
 """
 
 from __future__ import annotations
@@ -434,12 +435,12 @@ class Flood:
         return sorted(self.samples, key=lambda s: s.scheduled_s)
 
 
-def overload(package: Path) -> dict[str, Any]:
+def overload(package: Path, factor: float) -> dict[str, Any]:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # thousands of client sockets
     with tempfile.TemporaryDirectory() as tmp, _server(package, {}, Path(tmp)) as server:
         capacity = _capacity(server.port)
-        normal, spike = 0.5 * capacity, 3.0 * capacity
+        normal, spike = 0.5 * capacity, factor * capacity
         # more waiting clients than the server can answer within its deadline
         flood = Flood(server.port, connections=min(hard - 256, max(256, int(2 * capacity))))
         samples = flood.run([(5.0, normal), (5.0, spike), (5.0, normal)])
@@ -509,6 +510,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--package", type=Path, default=Path("artifacts/package"))
     parser.add_argument("--minutes", type=float, default=30.0)
     parser.add_argument("--share", type=float, default=0.7)
+    parser.add_argument("--factor", type=float, default=3.0, help="overload: spike / capacity")
     parser.add_argument("--out", type=Path, help="also write the result here")
     args = parser.parse_args(argv)
     if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
@@ -520,7 +522,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.mode == "kill":
             result = kill(package)
         else:
-            result = overload(package)
+            result = overload(package, args.factor)
     except BenchError as exc:
         print(f"faults: error: {exc}", file=sys.stderr)
         return exc.exit_status
