@@ -157,7 +157,11 @@ class FraudApp:
         store = open_store(self.settings)
         if store is not None:
             path = TransactionPath(
-                store, self.settings.allow_numeric_ids, self.settings.policies(), self.metrics
+                store,
+                self.settings.allow_numeric_ids,
+                self.settings.policies(),
+                self.metrics,
+                self.settings.max_clock_ahead_s,
             )
             self.transactions = path
             if self._loop is not None:  # its snapshot timer runs on the loop

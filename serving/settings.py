@@ -69,6 +69,7 @@ class Settings:
     store_auth_secret_arn: str = ""
     store_deadline_ms: float = 50.0
     max_event_skew_s: int = 300
+    max_clock_ahead_s: float = 300.0
     allow_numeric_ids: bool = False
     # JSON: {"default": {"mode": "open", "review_above": 500}, "<terminal_id>": {...}}
     fallback_policies: str = ""
@@ -131,6 +132,7 @@ class Settings:
             "store_auth_secret_arn": env.get(AUTH_SECRET_ENV, "").strip(),
             "store_deadline_ms": get("FRAUD_STORE_DEADLINE_MS", float, 50.0),
             "max_event_skew_s": get("FRAUD_MAX_EVENT_SKEW_S", int, 300),
+            "max_clock_ahead_s": get("FRAUD_MAX_CLOCK_AHEAD_S", float, 300.0),
             "allow_numeric_ids": env.get("FRAUD_ALLOW_NUMERIC_IDS", "") in {"1", "true", "yes"},
             "fallback_policies": env.get("FRAUD_FALLBACK_POLICIES", ""),
         }
@@ -159,6 +161,7 @@ class Settings:
             "batch_strategy": self.batch_strategy in {"MULTI_RECORD", "SINGLE_RECORD"},
             "store_deadline_ms": self.store_deadline_ms > 0,
             "max_event_skew_s": 0 <= self.max_event_skew_s <= 86_400,
+            "max_clock_ahead_s": 0 <= self.max_clock_ahead_s <= 1e11,
             "feature_store": self.feature_store == "embedded"
             or self.feature_store.startswith(REDIS_SCHEMES),
             "store_auth_secret_arn": self.store_auth_secret_arn == ""

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -57,9 +58,11 @@ class TransactionPath:
         allow_numeric_ids: bool,
         policies: dict[str, FallbackPolicy],
         metrics: ServerMetrics,
+        max_clock_ahead_s: float = 300.0,
     ) -> None:
         self.store = store
         self.allow_numeric_ids = allow_numeric_ids
+        self.max_clock_ahead_s = max_clock_ahead_s
         self.default_policy = policies.get("default", FallbackPolicy())
         # by terminal key (core.windows.id_key); a numeric name also covers the integer id
         self.policies = {id_key(m): p for m, p in policies.items() if m != "default"}
@@ -71,6 +74,20 @@ class TransactionPath:
         self.store_down = False
         self._save_timer: asyncio.TimerHandle | None = None
         self._saving: asyncio.Future[None] | None = None
+
+    def _refuse_future(self, transactions: list[Transaction]) -> None:
+        """An event dated ahead of this server's clock by more than the limit is refused:
+        the store would take its time as the newest and refuse every later real event as
+        too old (one client with a wrong clock would blind the windows for everyone)."""
+        now = time.time()
+        limit = now + self.max_clock_ahead_s
+        for i, tx in enumerate(transactions):
+            if tx.time_s > limit:
+                raise BadRequest(
+                    f"transactions[{i}].timestamp is {tx.time_s - now:.0f} s ahead of this "
+                    f"server's clock; at most FRAUD_MAX_CLOCK_AHEAD_S="
+                    f"{self.max_clock_ahead_s:g} s ahead is accepted"
+                )
 
     async def handle(
         self, doc: dict[str, Any], score: ScoreRows, decide: Decide, versions: dict[str, str]
@@ -87,6 +104,7 @@ class TransactionPath:
         self, doc: dict[str, Any], score: ScoreRows, decide: Decide, versions: dict[str, str]
     ) -> Answer:
         request = parse_transactions(doc, self.allow_numeric_ids)
+        self._refuse_future(request.transactions)
         try:
             if self.backlog and not self._backfilling.locked():
                 async with self._backfilling:

@@ -14,7 +14,7 @@ import requests
 from schemathesis.core.transport import Response
 
 from benchmarks import contract_hooks
-from benchmarks.contract_fuzz import fuzz
+from benchmarks.contract_fuzz import FUZZ_SERVER_ENV, fuzz
 from tests.test_server import Server, _opt_ml
 
 
@@ -23,7 +23,7 @@ def contract_server(
     small_package: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Server]:
     root = _opt_ml(tmp_path_factory.mktemp("opt_ml"), small_package)
-    srv = Server(root, {"SAGEMAKER_CONTAINER_LOG_LEVEL": "WARNING"})
+    srv = Server(root, {"SAGEMAKER_CONTAINER_LOG_LEVEL": "WARNING", **FUZZ_SERVER_ENV})
     srv.wait_healthy()
     yield srv
     srv.stop()

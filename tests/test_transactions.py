@@ -137,6 +137,19 @@ def test_a_timestamp_outside_1970_to_1e11_s_is_refused_in_either_form(server: Se
         assert "1e11" in r.json()["error"]["message"]
 
 
+def test_an_event_dated_ahead_of_the_server_clock_is_refused_and_changes_nothing(
+    server: Server,
+) -> None:
+    ahead = int(time.time()) + 3_600
+    r = send(server, {"transactions": [tx("ahead-1", ahead, "c-ahead")]})
+    assert r.status_code == 400, r.text
+    message = r.json()["error"]["message"]
+    assert "transactions[0].timestamp" in message and "FRAUD_MAX_CLOCK_AHEAD_S=300" in message
+    # the refused event did not become the store's newest: an event of 2018 still scores
+    (p,) = features(server, tx("ahead-2", T0 + 3 * DAY_S, "c-ahead"))
+    assert p["features"]["customer_count_1d"] == 1
+
+
 def test_transactions_and_labels_in_one_request_are_refused(server: Server) -> None:
     doc = {
         "transactions": [tx("y-1", T0 + 9 * DAY_S)],
