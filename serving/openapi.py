@@ -24,8 +24,9 @@ ERROR_STATUSES = {
     "413": "body over SAGEMAKER_MAX_PAYLOAD_IN_MB",
     "415": "unsupported Content-Type",
     "501": "transactions with the embedded store and several workers (use Redis)",
-    "503": "not ready, shutting down, queue full, past the deadline, or labels while the "
-    "feature store is down: retry",
+    "503": "not ready, shutting down, queue full or behind (its oldest request waited over "
+    "FRAUD_SHED_WAIT_MS), bulk lane full (requests over 16 rows or 16 KiB), past the deadline, "
+    "or labels while the feature store is down: retry",
 }
 # no control characters (C0, DEL, C1): part of the server's rule, str.isprintable(), which
 # also refuses format, private-use, unassigned and separator code points
