@@ -173,11 +173,6 @@ def _workers(server: psutil.Process) -> list[psutil.Process]:
     return out
 
 
-def _supervisor(started: servers.Started) -> psutil.Process:
-    """The server process (under ``taskset``, which execs, the same pid)."""
-    return psutil.Process(started.proc.pid)
-
-
 def _capacity(port: int) -> float:
     wrk.run(port, VALID, CONNECTIONS, 2)  # warm-up
     return wrk.run(port, VALID, CONNECTIONS, 5)["rps"]
@@ -193,7 +188,7 @@ def soak(package: Path, minutes: float, share: float) -> dict[str, Any]:
         capacity = _capacity(server.port)
         rate = share * capacity
         load = Load(server.port, malformed_every=50, prefix="soak")
-        supervisor = _supervisor(server)
+        supervisor = psutil.Process(server.proc.pid)  # taskset execs: same pid
         per_minute: list[dict[str, Any]] = []
         rss: list[dict[int, float]] = []
         valid_errors = malformed_not_4xx = 0
@@ -261,7 +256,7 @@ def kill(package: Path) -> dict[str, Any]:
         with _server(package, env, root) as server:
             capacity = _capacity(server.port)
             rate = 0.3 * capacity
-            supervisor = _supervisor(server)
+            supervisor = psutil.Process(server.proc.pid)  # taskset execs: same pid
             workers = _workers(supervisor)
             before = {w.pid for w in workers}
             load = Load(server.port, prefix="kill")

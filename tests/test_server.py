@@ -73,6 +73,13 @@ def _messages(log_text: str) -> list[str]:
     return out
 
 
+def _capturing_server(root: Path) -> Server:
+    """A healthy server on ``root`` capturing every invocation under ``root/capture``."""
+    srv = Server(root, {"FRAUD_CAPTURE_DIR": str(root / "capture"), "FRAUD_CAPTURE_PERCENT": "100"})
+    srv.wait_healthy()
+    return srv
+
+
 def _opt_ml(tmp: Path, package: Path) -> Path:
     shutil.copytree(package, tmp / "model")
     return tmp
@@ -413,8 +420,7 @@ def test_sigterm_under_load_answers_every_accepted_request_and_flushes_capture(
     small_package: Path, tmp_path: Path
 ) -> None:
     root = _opt_ml(tmp_path, small_package)
-    srv = Server(root, {"FRAUD_CAPTURE_DIR": str(root / "capture"), "FRAUD_CAPTURE_PERCENT": "100"})
-    srv.wait_healthy()
+    srv = _capturing_server(root)
     statuses: list[int] = []
     failures: list[str] = []
     stop = threading.Event()
@@ -523,8 +529,7 @@ def test_every_answered_decision_is_in_the_log_and_capture_when_killed_right_aft
     # the decision line and the capture record reach the kernel before the response is sent:
     # SIGKILL straight after the last answer loses none of them
     root = _opt_ml(tmp_path, small_package)
-    srv = Server(root, {"FRAUD_CAPTURE_DIR": str(root / "capture"), "FRAUD_CAPTURE_PERCENT": "100"})
-    srv.wait_healthy()
+    srv = _capturing_server(root)
     ids = [f"answered-{i}" for i in range(30)]
     with httpx.Client(timeout=10) as client:
         for request_id in ids:
