@@ -12,7 +12,13 @@ from benchmarks import servers
 
 
 class RedisServer:
-    def __init__(self, workdir: Path, persistent: bool = False, password: str = "") -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        persistent: bool = False,
+        password: str = "",
+        extra_args: tuple[str, ...] = (),
+    ) -> None:
         binary = shutil.which("redis-server")
         assert binary is not None, "redis-server is missing: `make tools` installs it"
         self.workdir = workdir
@@ -20,6 +26,7 @@ class RedisServer:
         self.persistence = ["--appendonly", "yes", "--appendfsync", "always"] if persistent else []
         # requirepass: every client must AUTH first (the URL carries no password)
         self.password = password
+        self.extra_args = list(extra_args)  # e.g. a unix socket or a TLS port
         self.port = servers.free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -40,6 +47,7 @@ class RedisServer:
                 "--dir",
                 str(self.workdir),
                 *(["--requirepass", self.password] if self.password else []),
+                *self.extra_args,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -3,8 +3,10 @@ instance, one script call per request (``serving.feature_store.redis_scripts``).
 
 Each request's transactions are recorded by one ``EVALSHA`` (one round trip), atomically on
 the server, so concurrent workers and instances never lose an update. Labels are one more
-script call per label request. Failures of the client (connection refused, a timeout past
-``deadline_s``) become :class:`StoreUnavailable`.
+script call per label request. The client is ``serving.feature_store.resp`` (one pipelined
+connection per process). Failures (connection refused or lost, an error reply, no answer
+within ``deadline_s``: the connection is then closed and the next request reconnects)
+become :class:`StoreUnavailable`.
 """
 
 from __future__ import annotations
@@ -12,9 +14,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from typing import Any
-
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
 from serving.errors import EventTooOld, StoreUnavailable
 from serving.feature_store.base import Label, Recorded, Transaction, too_old_message
@@ -25,6 +24,7 @@ from serving.feature_store.redis_scripts import (
     keys_for,
     record_script,
 )
+from serving.feature_store.resp import RedisClient, ReplyError, Script
 
 
 class RedisStore:
@@ -33,15 +33,20 @@ class RedisStore:
     ) -> None:
         self.max_skew_s = max_skew_s
         self.deadline_s = deadline_s
-        # a password in the URL wins over ``password`` (redis-py's rule)
-        self.client: Any = aioredis.from_url(
-            url,
-            socket_timeout=deadline_s,
-            socket_connect_timeout=deadline_s,
-            password=password,
-        )
-        self._record = self.client.register_script(record_script())
-        self._label = self.client.register_script(LABEL)
+        # a password in the URL wins over ``password``
+        self.client = RedisClient(url, password=password, connect_timeout_s=deadline_s)
+        self._record = Script(record_script())
+        self._label = Script(LABEL)
+
+    async def _run(self, script: Script, keys: list[str], args: list[str]) -> Any:
+        try:
+            async with asyncio.timeout(self.deadline_s):
+                return await self.client.run(script, keys, args)
+        except TimeoutError as exc:
+            self.client.disconnect()
+            raise StoreUnavailable(f"feature store: no answer within {self.deadline_s} s") from exc
+        except (OSError, ReplyError) as exc:
+            raise StoreUnavailable(f"feature store: {type(exc).__name__}: {exc}") from exc
 
     async def record(
         self, transactions: Sequence[Transaction], backfill: bool = False
@@ -52,11 +57,7 @@ class RedisStore:
                 raise ValueError(f"id key {tx.key!r} holds the member separator")
             keys += keys_for(tx.customer, tx.terminal, tx.key)
             args += [tx.key, str(tx.time_s), str(tx.cents)]
-        try:
-            async with asyncio.timeout(self.deadline_s):
-                status, index, latest, answers = await self._record(keys=keys, args=args)
-        except (RedisError, TimeoutError) as exc:
-            raise StoreUnavailable(f"feature store: {type(exc).__name__}: {exc}") from exc
+        status, index, latest, answers = await self._run(self._record, keys, args)
         out = [_parse(answer) for answer in answers]
         if status == b"old":
             tx = transactions[int(index)]
@@ -66,15 +67,11 @@ class RedisStore:
     async def label(self, labels: Sequence[Label]) -> list[bool]:
         keys = [keys_for("", "", label.key)[3] for label in labels]
         args = ["1" if label.fraud else "0" for label in labels]
-        try:
-            async with asyncio.timeout(self.deadline_s):
-                found = await self._label(keys=keys, args=args)
-        except (RedisError, TimeoutError) as exc:
-            raise StoreUnavailable(f"feature store: {type(exc).__name__}: {exc}") from exc
+        found = await self._run(self._label, keys, args)
         return [bool(x) for x in found]
 
     async def close(self) -> None:
-        await self.client.aclose()
+        await self.client.close()
 
 
 def _parse(answer: bytes) -> Recorded:

@@ -1,0 +1,242 @@
+"""A lean Redis client for the store's request path: one pipelined connection per process.
+
+Each request of the transaction path is one script call, so the client's own cost per
+command is paid on every scored transaction. redis-py's asyncio client spends ~105 us of
+its own per command on this machine (a PING with redis-server on the same core: 137 us
+against 31 us over a bare asyncio protocol; benchmarks/RESULTS.md, "Feature store client").
+This client is that bare protocol plus what the store needs: commands written as RESP
+arrays on one connection, replies matched to callers in order (any number in flight:
+concurrent requests of a worker share the connection, pipelined), parsed by hiredis's C
+reader; ``redis://``, ``rediss://`` (TLS, certificate and host name verified) and
+``unix://`` URLs with a user, a password and a database; AUTH and SELECT on each connection;
+scripts by ``EVALSHA``, loaded on the first ``NOSCRIPT``.
+
+Failures: a connection that cannot be made or is lost fails every command waiting on it
+with :class:`ConnectionError`; the next command connects again. The caller bounds each
+command's time (``asyncio.timeout``) and calls :meth:`RedisClient.disconnect` when one times
+out: a server that stalls is not waited on by every later command. An error reply raises
+:class:`ReplyError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import ssl
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any, cast
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import hiredis
+
+Arg = str | bytes | int
+
+
+class ReplyError(Exception):
+    """An error reply from the server (``-ERR ...``, ``-NOSCRIPT ...``)."""
+
+
+class AuthenticationError(ReplyError):
+    """The server wants a password, or refused the one given."""
+
+
+def _error(reply: ReplyError) -> ReplyError:
+    text = str(reply)
+    # an unauthenticated client's command longer than a few arguments is refused as a
+    # protocol error before the server says NOAUTH
+    if text.startswith(("NOAUTH", "WRONGPASS")) or "unauthenticated" in text:
+        return AuthenticationError(f"Authentication: {text}")
+    return reply
+
+
+@dataclass(frozen=True)
+class Address:
+    host: str = "127.0.0.1"
+    port: int = 6379
+    path: str | None = None  # a unix socket
+    tls: bool = False
+    username: str | None = None
+    password: str | None = None
+    db: int = 0
+
+
+def parse_url(url: str) -> Address:
+    """``redis://[[user]:password@]host[:port][/db]``, ``rediss://...`` (TLS) or
+    ``unix://[[user]:password@]/path/to/socket[?db=N]``."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss", "unix"):
+        raise ValueError(f"feature store URL {url!r}: expected redis://, rediss:// or unix://")
+    username = unquote(parts.username) if parts.username else None
+    password = unquote(parts.password) if parts.password is not None else None
+    query = parse_qs(parts.query)
+    db_text = query.get("db", [""])[0]
+    if parts.scheme == "unix":
+        return Address(path=parts.path, username=username, password=password, db=int(db_text or 0))
+    path_db = parts.path.strip("/")
+    return Address(
+        host=parts.hostname or "127.0.0.1",
+        port=parts.port or 6379,
+        tls=parts.scheme == "rediss",
+        username=username,
+        password=password,
+        db=int(path_db or db_text or 0),
+    )
+
+
+def encode(args: Sequence[Arg]) -> bytes:
+    """One command as a RESP array of bulk strings."""
+    out = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        data = arg if isinstance(arg, bytes) else str(arg).encode()
+        out.append(b"$%d\r\n%b\r\n" % (len(data), data))
+    return b"".join(out)
+
+
+class _Connection(asyncio.Protocol):
+    """One connection: commands written in order, each reply resolves the oldest waiter."""
+
+    def __init__(self) -> None:
+        self.reader = hiredis.Reader(replyError=ReplyError)
+        self.waiting: deque[asyncio.Future[Any]] = deque()
+        self.transport: asyncio.Transport | None = None
+        self.lost: Exception | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
+
+    def data_received(self, data: bytes) -> None:
+        self.reader.feed(data)
+        while (reply := self.reader.gets()) is not False:
+            future = self.waiting.popleft()
+            if future.done():  # its caller gave up (timeout): the reply is dropped
+                continue
+            if isinstance(reply, ReplyError):
+                future.set_exception(_error(reply))
+            else:
+                future.set_result(reply)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = ConnectionError(f"connection to the feature store lost: {exc or 'closed'}")
+        self.transport = None
+        while self.waiting:
+            future = self.waiting.popleft()
+            if not future.done():
+                future.set_exception(self.lost)
+
+    @property
+    def open(self) -> bool:
+        return self.transport is not None and not self.transport.is_closing()
+
+    def send(self, payload: bytes) -> asyncio.Future[Any]:
+        if self.transport is None or self.transport.is_closing():
+            raise self.lost or ConnectionError("connection to the feature store closed")
+        future = asyncio.get_running_loop().create_future()
+        self.waiting.append(future)
+        self.transport.write(payload)
+        return future
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+
+class Script:
+    """A Lua script called by its SHA1; loaded into the server when it says NOSCRIPT."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.sha = hashlib.sha1(source.encode()).hexdigest()
+
+
+class RedisClient:
+    def __init__(
+        self,
+        url: str,
+        password: str | None = None,
+        connect_timeout_s: float = 1.0,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        """A password in the URL wins over ``password`` (the token read from a secret)."""
+        address = parse_url(url)
+        if address.password is None and password is not None:
+            address = replace(address, password=password)
+        self.address = address
+        self.connect_timeout_s = connect_timeout_s
+        self.ssl_context = ssl_context
+        if address.tls and ssl_context is None:
+            self.ssl_context = ssl.create_default_context()
+        self._connection: _Connection | None = None
+        self._connecting: asyncio.Future[_Connection] | None = None
+
+    async def _connect(self) -> _Connection:
+        loop = asyncio.get_running_loop()
+        a = self.address
+        async with asyncio.timeout(self.connect_timeout_s):
+            if a.path is not None:
+                _, conn = await loop.create_unix_connection(_Connection, a.path)
+            else:
+                _, conn = await loop.create_connection(
+                    _Connection,
+                    a.host,
+                    a.port,
+                    ssl=self.ssl_context if a.tls else None,
+                    server_hostname=a.host if a.tls else None,
+                )
+            try:
+                hello: list[asyncio.Future[Any]] = []
+                if a.password is not None:
+                    auth = [a.username, a.password] if a.username else [a.password]
+                    hello.append(conn.send(encode(["AUTH", *auth])))
+                if a.db:
+                    hello.append(conn.send(encode(["SELECT", a.db])))
+                for future in hello:
+                    await future
+            except BaseException:
+                conn.close()
+                raise
+        return conn
+
+    async def connection(self) -> _Connection:
+        conn = self._connection
+        if conn is not None and conn.open:
+            return conn
+        if self._connecting is None:  # one attempt at a time; concurrent callers share it
+            self._connecting = asyncio.ensure_future(self._connect())
+        connecting = self._connecting
+        try:
+            conn = await asyncio.shield(connecting)
+        finally:
+            if self._connecting is connecting and connecting.done():
+                self._connecting = None
+        self._connection = conn
+        return conn
+
+    async def call(self, *args: Arg) -> Any:
+        conn = await self.connection()
+        return await conn.send(encode(args))
+
+    async def run(self, script: Script, keys: Sequence[Arg], args: Sequence[Arg]) -> Any:
+        """``EVALSHA``; on NOSCRIPT (a new or flushed server) loaded once and called again."""
+        conn = await self.connection()
+        tail = [len(keys), *keys, *args]
+        try:
+            return await conn.send(encode(["EVALSHA", script.sha, *tail]))
+        except ReplyError as exc:
+            if not str(exc).startswith("NOSCRIPT"):
+                raise
+        await self.call("SCRIPT", "LOAD", script.source)
+        return await self.call("EVALSHA", script.sha, *tail)
+
+    def disconnect(self) -> None:
+        """Close the connection (commands waiting on it fail); the next command reconnects."""
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+    async def close(self) -> None:
+        self.disconnect()
+        if self._connecting is not None:
+            self._connecting.cancel()
+            self._connecting = None
