@@ -462,16 +462,24 @@ class FraudApp:
         answer = await path.handle(
             doc, lambda x: self._scores(x, call.scope, bulk), s.decisions, versions
         )
-        if answer.records:  # transactions (labels have no decision record)
-            degraded = "degraded" in answer.records[0]  # decided by the fallback policy
-            if not degraded:
-                for r in answer.records:
-                    self.metrics.decisions.inc((str(r["decision"]),))
-            # the record keeps the features, whatever the response carried
-            captured = (
-                answer.body if degraded else codecs.encode(answer.records, codecs.JSON, versions)
+        if answer.predictions:  # transactions (labels have no decision record)
+            if answer.rows is not None:  # not decided by the fallback policy
+                for p in answer.predictions:
+                    self.metrics.decisions.inc((str(p["decision"]),))
+
+            def captured() -> bytes:  # the capture keeps the features, whatever was answered
+                if answer.rows is None:
+                    return answer.body
+                return codecs.encode(answer.records(), codecs.JSON, versions)
+
+            record = (
+                call,
+                "application/json",
+                captured,
+                codecs.JSON,
+                answer.predictions,
+                answer.rows,
             )
-            record = (call, "application/json", captured, codecs.JSON, answer.records)
             if bulk:
                 await self._off_loop(self._record, *record)
             else:
@@ -483,16 +491,17 @@ class FraudApp:
         self,
         call: _Call,
         content_type: str | None,
-        out: bytes,
+        out: bytes | Callable[[], bytes],
         accept: str,
         predictions: list[dict[str, object]],
-        rows: np.ndarray | None = None,
+        rows: np.ndarray | list[list[float]] | None = None,
     ) -> None:
         """Audit log (one record per decision), capture and EMF, written to the kernel (file
         or pipe) before the response is sent: a worker killed right after answering loses no
         answered decision. Each decision record holds the features it was scored on (``fraud
-        replay`` re-scores it): the transaction path's records carry them already, feature
-        vectors' ``rows``. A fault here is logged; the caller still gets its answer."""
+        replay`` re-scores it): ``rows``, feature vectors' or the features the transaction
+        path computed. ``out`` is the captured response, or what makes it when a capture
+        is taken. A fault here is logged; the caller still gets its answer."""
         try:
             if decision_log.isEnabledFor(logging.INFO):
                 fast = self._log_handler
@@ -501,7 +510,9 @@ class FraudApp:
                 for i, p in enumerate(predictions):
                     fields = {"request_id": call.request_id, **versions, **self.hasher.redact(p)}
                     if rows is not None:
-                        fields["features"] = dict(zip(names, rows[i].tolist(), strict=True))
+                        row = rows[i]
+                        values = row.tolist() if isinstance(row, np.ndarray) else row
+                        fields["features"] = dict(zip(names, values, strict=True))
                     if fast is not None:
                         fast.append_info(decision_log.name, "decision", fields)
                     else:
@@ -512,7 +523,7 @@ class FraudApp:
                 self.capture.write(
                     call.body,
                     content_type or "application/json",
-                    out,
+                    out if isinstance(out, bytes) else out(),
                     accept,
                     call.headers.get("x-amzn-sagemaker-inference-id"),
                 )

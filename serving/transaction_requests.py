@@ -53,6 +53,8 @@ def is_card_number(value: str | int) -> bool:
 
 def _token(item: dict[str, Any], field: str, where: str, allow_numeric: bool) -> str | int:
     value = item.get(field)
+    if type(value) is str and 0 < len(value) < 13 and value.isprintable():
+        return value  # the usual token: too short to be a card number
     if type(value) is float and value.is_integer() and 0 <= value <= EXACT_FLOAT_INT:
         value = int(value)  # JSON (and JSON Schema's "integer") does not tell 7.0 from 7
     if type(value) is int:
@@ -120,17 +122,17 @@ def parse_transactions(doc: dict[str, Any], allow_numeric_ids: bool) -> Transact
         where = f"transactions[{i}]"
         if not isinstance(item, dict):
             raise BadRequest(f"{where} must be an object with {', '.join(ID_FIELDS)}, ...")
-        tx_id, customer, terminal = (
-            _token(item, field, where, allow_numeric_ids) for field in ID_FIELDS
-        )
+        tx_id = _token(item, "transaction_id", where, allow_numeric_ids)
+        customer = _token(item, "customer_id", where, allow_numeric_ids)
+        terminal = _token(item, "terminal_id", where, allow_numeric_ids)
         out.append(
-            Transaction(
-                transaction_id=tx_id,
-                key=id_key(tx_id),
-                customer=id_key(customer),
-                terminal=id_key(terminal),
-                time_s=parse_timestamp(item.get("timestamp"), where),
-                cents=_amount(item.get("amount"), where),
+            Transaction(  # transaction_id, key, customer, terminal, time_s, cents
+                tx_id,
+                id_key(tx_id),
+                id_key(customer),
+                id_key(terminal),
+                parse_timestamp(item.get("timestamp"), where),
+                _amount(item.get("amount"), where),
             )
         )
     flag = doc.get("return_features", False)

@@ -47,8 +47,21 @@ Decide = Callable[[np.ndarray], list[str]]
 @dataclass
 class Answer:
     body: bytes
-    # one per scored transaction, with its features: what the decision log and capture keep
-    records: list[dict[str, object]]
+    # one per transaction, as answered (with its features when the request asked for them)
+    predictions: list[dict[str, object]]
+    # the features each prediction was scored on; None when none were computed (a degraded
+    # answer, labels)
+    rows: list[list[float]] | None = None
+
+    def records(self) -> list[dict[str, object]]:
+        """The predictions with their features: what the capture keeps. Built only when a
+        record is written (most requests need only :attr:`predictions`)."""
+        if self.rows is None:
+            return self.predictions
+        return [
+            {**p, "features": dict(zip(FEATURE_NAMES, row, strict=True))}
+            for p, row in zip(self.predictions, self.rows, strict=True)
+        ]
 
 
 class TransactionPath:
@@ -123,21 +136,17 @@ class TransactionPath:
         ]
         scores = await score(np.array(rows, dtype=np.float32))
         decisions = decide(scores)
-        records: list[dict[str, object]] = []
-        predictions: list[dict[str, object]] = []
-        for tx, r, row, s, d in zip(
-            request.transactions, recorded, rows, scores.tolist(), decisions, strict=True
-        ):
-            features = dict(zip(FEATURE_NAMES, row, strict=True))
-            p: dict[str, object] = {
-                "transaction_id": tx.transaction_id,
-                "score": s,
-                "decision": d,
-                "replayed": r.replayed,
-            }
-            records.append({**p, "features": features})
-            predictions.append(records[-1] if request.return_features else p)
-        return Answer(codecs.encode(predictions, codecs.JSON, versions), records)
+        predictions: list[dict[str, object]] = [
+            {"transaction_id": tx.transaction_id, "score": s, "decision": d, "replayed": r.replayed}
+            for tx, r, s, d in zip(
+                request.transactions, recorded, scores.tolist(), decisions, strict=True
+            )
+        ]
+        answer = Answer(b"", predictions, rows)
+        answer.body = codecs.encode(
+            answer.records() if request.return_features else predictions, codecs.JSON, versions
+        )
+        return answer
 
     def _degraded(
         self, transactions: list[Transaction], versions: dict[str, str], exc: StoreUnavailable
