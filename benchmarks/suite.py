@@ -1,7 +1,9 @@
 """``make bench``: every benchmark in one run, written as one results file and RESULTS.md.
 
 Runs the backend table (PyTorch eager beside every backend), the HTTP suite (ours beside the
-HTTP floor and the naive server, closed and open loop; ``benchmarks.http_bench``) and reads
+HTTP floor and the naive server, closed and open loop; ``benchmarks.http_bench``), the
+transaction path against the feature-vector path with both stores
+(``benchmarks.transaction_bench``) and reads
 model quality from the evaluation artefacts. Writes ``benchmarks/results/<timestamp>.json``
 (``format`` below; ``benchmarks.gate`` refuses other formats), the plots under
 ``benchmarks/plots/``, and rewrites the generated section of ``benchmarks/RESULTS.md``
@@ -18,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from benchmarks import backend_table, http_bench, plots, quality
+from benchmarks import backend_table, http_bench, plots, quality, transaction_bench
 from benchmarks.errors import BenchError, ResultsFormatError
 from benchmarks.report import machine, save
 
@@ -48,6 +50,7 @@ def run(package: Path, evaluation: Path, seconds: float, plot_dir: Path) -> dict
     backends = backend_table.run(package, budget_s=0.5)
     samples: dict[str, list[float]] = {}
     http = http_bench.run(package, seconds, samples)
+    transactions = transaction_bench.suite(package, min(seconds, 3.0))
     plot_files = [
         plots.latency_vs_load(http, http_bench.OPEN_LOOP_RATES, plot_dir / "latency_vs_load.png"),
         plots.latency_histogram(samples, "open_1000_json1", plot_dir / "latency_histogram.png"),
@@ -59,6 +62,7 @@ def run(package: Path, evaluation: Path, seconds: float, plot_dir: Path) -> dict
         "backends": backends,
         "backend_ratios": backend_ratios(backends),
         "http": http,
+        "transactions": transactions,
         "quality": quality_result,
         "plots": [str(p) for p in plot_files],
     }
@@ -81,6 +85,8 @@ def markdown(result: dict[str, Any], results_file: Path) -> str:
             f"{r['reference_p50_us']:,.1f} | {r['speedup']:.2f}x |"
         )
     lines += ["", "### HTTP", "", http_bench.markdown(result["http"]), ""]
+    lines += ["### Transactions against feature vectors (same server, interleaved pairs)", ""]
+    lines += [transaction_bench.markdown(result["transactions"]), ""]
     lines += ["### Model quality (test week, from the evaluation artefacts)", ""]
     lines += ["| metric | ours | XGBoost | ours / XGBoost |", "|---|---:|---:|---:|"]
     for m in quality.METRICS:
