@@ -2,7 +2,8 @@
 
     python -m benchmarks.faults soak [--minutes 30] [--share 0.7]   # make soak
     python -m benchmarks.faults kill                                 # make bench-faults
-    python -m benchmarks.faults overload                             #   (both)
+    python -m benchmarks.faults overload [--factor 3]                #   (both)
+    python -m benchmarks.faults refusal [--rounds 5]
 
 Every mode starts our server with two workers pinned to the server core and measures its
 capacity first (wrk, single-record JSON, 16 connections, on the load core); the offered load
@@ -22,6 +23,10 @@ not measure. Figures, not assertions: nothing here runs in ``make test``.
 - overload: 5 s at 50 % of capacity, 5 s at ``--factor`` (3) times it, 5 s at 50 %: how
   fast the 503s come, the slowest 200, and the seconds after the spike until p99 (100 ms
   buckets) is back to normal.
+- refusal: what a refusal costs against a scored request, one worker each: wrk (16
+  connections, single-record JSON, 3 s) alternately on our server and on the same server
+  held in overload (``benchmarks.shedding_server``: every request refused with 503), for
+  ``--rounds`` rounds; the cost is scored req/s over refused req/s, per round.
 """
 
 from __future__ import annotations
@@ -485,6 +490,39 @@ def overload(package: Path, factor: float) -> dict[str, Any]:
     return result
 
 
+def refusal(package: Path, rounds: int) -> dict[str, Any]:
+    one = {"SAGEMAKER_MODEL_SERVER_WORKERS": "1"}
+    with (
+        servers.started("ours", package, extra_env=one) as scoring,
+        servers.started("ours_shedding", package, extra_env=one) as shedding,
+    ):
+        for port in (scoring.port, shedding.port):
+            wrk.run(port, VALID, CONNECTIONS, 2)  # warm-up
+        pairs = [
+            (
+                wrk.run(scoring.port, VALID, CONNECTIONS, 3),
+                wrk.run(shedding.port, VALID, CONNECTIONS, 3),
+            )
+            for _ in range(rounds)
+        ]
+    costs = [scored["rps"] / refused["rps"] for scored, refused in pairs]
+    result = {
+        "mode": "refusal",
+        "scored_rps": [round(scored["rps"]) for scored, _ in pairs],
+        "refused_rps": [round(refused["rps"]) for _, refused in pairs],
+        "refused_p99_us": [refused["p99_us"] for _, refused in pairs],
+        "refusal_cost_percent": [round(100 * c, 1) for c in costs],
+        "refusal_cost_percent_median": round(100 * float(np.median(costs)), 1),
+    }
+    problems = []
+    if any(scored["non_2xx"] for scored, _ in pairs):
+        problems.append("the scoring server answered some requests with an error")
+    if any(refused["non_2xx"] == 0 for _, refused in pairs):
+        problems.append("the shedding server answered 2xx")
+    result["problems"] = problems
+    return result
+
+
 def _ms(samples: list[Sample], pct: float) -> float:
     values = [s.latency_s for s in samples]
     return float(np.percentile(values, pct) * 1e3) if values else float("nan")
@@ -509,11 +547,12 @@ def _epoch(stamp: str) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("mode", choices=("soak", "kill", "overload"))
+    parser.add_argument("mode", choices=("soak", "kill", "overload", "refusal"))
     parser.add_argument("--package", type=Path, default=Path("artifacts/package"))
     parser.add_argument("--minutes", type=float, default=30.0)
     parser.add_argument("--share", type=float, default=0.7)
     parser.add_argument("--factor", type=float, default=3.0, help="overload: spike / capacity")
+    parser.add_argument("--rounds", type=int, default=5, help="refusal: wrk rounds per server")
     parser.add_argument("--out", type=Path, help="also write the result here")
     args = parser.parse_args(argv)
     if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
@@ -524,6 +563,8 @@ def main(argv: list[str] | None = None) -> int:
             result = soak(package, args.minutes, args.share)
         elif args.mode == "kill":
             result = kill(package)
+        elif args.mode == "refusal":
+            result = refusal(package, args.rounds)
         else:
             result = overload(package, args.factor)
     except BenchError as exc:

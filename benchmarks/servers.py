@@ -3,7 +3,9 @@
 ``ours`` is the real ``serve`` entrypoint on a model package; ``http_floor`` the minimal raw
 ASGI app on the same uvicorn stack; ``naive`` FastAPI + PyTorch eager scoring each request
 alone; ``ours_slowed`` is ours with a busy-wait added to every request (the regression the
-gate must catch; see ``benchmarks.slow_server``). Load generators run on another core.
+gate must catch; see ``benchmarks.slow_server``); ``ours_shedding`` is ours held in overload
+(every real-time request refused; ``benchmarks.shedding_server``). Load generators run on
+another core.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from benchmarks.errors import ServerFailed
 
 SERVER_CORE = 0
 LOAD_CORE = 1
-SERVERS = ("ours", "http_floor", "naive", "ours_slowed")
+SERVERS = ("ours", "http_floor", "naive", "ours_slowed", "ours_shedding")
 
 
 def free_port() -> int:
@@ -66,6 +68,8 @@ def command(
         return [py, "-m", "serving.entrypoint"], ours_env
     if name == "ours_slowed":
         return [py, "-m", "benchmarks.slow_server"], {**ours_env, "BENCH_SLOW_US": str(slow_us)}
+    if name == "ours_shedding":
+        return [py, "-m", "benchmarks.shedding_server"], ours_env
     if name == "http_floor":
         return [*uvicorn, "benchmarks.floor_app:app"], {}
     if name == "naive":

@@ -200,8 +200,8 @@ class FraudApp:
                 self._flush_timer.cancel()
             logs.flush()
 
-    def _next_id(self) -> str:
-        # unique per process and request, far cheaper than uuid4 on the hot path
+    def next_id(self) -> str:
+        """A request id unique per process and request, far cheaper than uuid4."""
         self._requests += 1
         return f"{self._id_prefix}-{self._requests:x}"
 
@@ -209,6 +209,22 @@ class FraudApp:
         """Shutdown began: answer new requests 503 with ``Connection: close``."""
         self.draining = True
         log.info("draining")
+
+    def sheds(self, body_bytes: int) -> bool:
+        """Whether a POST /invocations with a ``body_bytes`` body gets 503 Overloaded now,
+        before decoding: the model is ready, the server is not draining (that answers 503
+        with ``Connection: close`` itself), the body fits the real-time lane, and the
+        batcher is full or behind (its oldest request waited past FRAUD_SHED_WAIT_MS).
+        The one test behind both the app's shedding and ``serving.admission``'s, which asks
+        before uvicorn builds the request (and so also refuses a small body holding more
+        than FRAUD_REALTIME_MAX_ROWS transactions, which the app would send to the bulk
+        lane: it cannot count them unread)."""
+        return (
+            self.batcher.full
+            and body_bytes <= self.settings.bulk_body_bytes
+            and self.ready
+            and not self.draining
+        )
 
     def idle_for_s(self) -> float:
         return time.monotonic() - self._last_request
@@ -222,7 +238,7 @@ class FraudApp:
         if scope["type"] != "http":
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        request_id = headers.get("x-amzn-sagemaker-inference-id") or self._next_id()
+        request_id = headers.get("x-amzn-sagemaker-inference-id") or self.next_id()
         path, method = scope["path"], scope["method"]
         self.in_flight += 1
         self._last_request = time.monotonic()
@@ -353,7 +369,7 @@ class FraudApp:
                 decoded = await self._off_loop(self._decode, call)
                 await self._features(decoded, call, checker, bulk=True)
             return
-        if self.batcher.full:
+        if self.sheds(len(body)):
             # shed before decoding: under overload the decode of requests that the full queue
             # would refuse anyway starved the loop, and queued requests overstayed their
             # deadline
@@ -455,7 +471,7 @@ class FraudApp:
                 "the embedded feature store serves one worker process; set "
                 "FRAUD_FEATURE_STORE=redis://... or SAGEMAKER_MODEL_SERVER_WORKERS=1"
             )
-        if self.batcher.full and not bulk:
+        if not bulk and self.sheds(len(call.body)):
             raise Overloaded(f"queue full ({self.batcher.queued_rows} rows waiting); retry")
         s = self.scorer
         versions = s.versions

@@ -6,6 +6,8 @@ replaces any that dies, and each worker builds its app through :func:`create_app
 reads the same environment, passed down by the parent). SIGTERM: see ``serving.server`` (stop
 listening, answer what is still read, then uvicorn's shutdown within ``GRACEFUL_S``, well
 inside SageMaker's 30 s; the lifespan shutdown drains the batcher and flushes captured data).
+HTTP is uvicorn's httptools protocol with admission added (``serving.admission``: under
+overload, ``POST /invocations`` gets its 503 before uvicorn builds the request).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ def run(
     import uvicorn
 
     from serving import logs
+    from serving.admission import AdmissionProtocol
     from serving.app import FraudApp
     from serving.server import run_single, run_workers
     from serving.settings import Settings, SettingsError
@@ -59,7 +62,7 @@ def run(
         "host": settings.host,
         "port": settings.port,
         "lifespan": "on",
-        "http": "httptools",
+        "http": AdmissionProtocol,  # httptools, refusing under overload before the ASGI call
         "loop": "uvloop",
         "access_log": False,
         "log_config": None,

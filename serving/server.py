@@ -45,7 +45,9 @@ SERVE_WHEN_READY = "FRAUD_SERVE_WHEN_READY"
 log = logging.getLogger("fraud.serving.server")
 
 
-def _find_app(app: Any) -> Any:
+def find_app(app: Any) -> Any:
+    """Our app under the middleware uvicorn wraps around it (the object with
+    ``begin_drain``), or None for another app."""
     while app is not None and not hasattr(app, "begin_drain"):
         app = getattr(app, "app", None)
     return app
@@ -57,7 +59,7 @@ class DrainingServer(uvicorn.Server):
             server.close()
         for sock in sockets or []:
             sock.close()
-        app = _find_app(self.config.loaded_app)
+        app = find_app(self.config.loaded_app)
         if app is not None:
             app.begin_drain()
             deadline = time.monotonic() + DRAIN_S

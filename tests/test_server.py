@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -15,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import jsonschema
 import numpy as np
 import pytest
 
@@ -26,9 +28,12 @@ ROW = [42.5, 0, 1, 2, 40.0, 9, 51.2, 40, 48.7, 3, 0.0, 20, 0.05, 90, 0.01]
 
 
 class Server:
-    """``serve`` (the SageMaker executable) started on a temp /opt/ml."""
+    """``serve`` (the SageMaker executable, or ``module``, a variant of it) started on a temp
+    /opt/ml."""
 
-    def __init__(self, root: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, root: Path, env: dict[str, str] | None = None, module: str = "serving.entrypoint"
+    ) -> None:
         self.root = root
         self.port = servers.free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -44,7 +49,7 @@ class Server:
         }
         with self.log.open("w") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "serving.entrypoint"],
+                [sys.executable, "-m", module],
                 env=full_env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -356,6 +361,82 @@ def test_ping_stays_fast_while_scoring_is_saturated(server: Server) -> None:
         for t in threads:
             t.join()
     assert worst < 2.0
+
+
+Answer = tuple[int, dict[str, str], bytes]  # status, headers (names lower-cased), body
+
+
+def parse_responses(data: bytes) -> tuple[list[Answer], bytes]:
+    """The complete HTTP/1.1 responses at the start of ``data`` (each framed by its
+    Content-Length; none: no body, as a 100 Continue), and the bytes after them."""
+    out = []
+    while (end := data.find(b"\r\n\r\n")) >= 0:
+        status_line, *lines = data[:end].decode("latin-1").split("\r\n")
+        headers = {k.lower(): v for k, v in (line.split(": ", 1) for line in lines)}
+        length = int(headers.get("content-length", 0))
+        if len(data) < end + 4 + length:
+            break
+        out.append((int(status_line.split()[1]), headers, data[end + 4 : end + 4 + length]))
+        data = data[end + 4 + length :]
+    return out, data
+
+
+def _raw_responses(port: int, payload: bytes, count: int) -> list[Answer]:
+    """Send ``payload`` in one write on one connection; read ``count`` responses off it."""
+    data = b""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(payload)
+        while len(parse_responses(data)[0]) < count:
+            chunk = sock.recv(65536)
+            assert chunk, f"the server closed the connection: {data!r}"
+            data += chunk
+    answers, rest = parse_responses(data)
+    assert len(answers) == count and rest == b"", data  # nothing more than the answers
+    return answers
+
+
+def test_under_overload_invocations_get_the_documented_503_and_ping_stays_up(
+    small_package: Path, tmp_path: Path
+) -> None:
+    # a server whose batcher always says full or behind: every real-time request is shed,
+    # refused by the HTTP protocol before the app (serving.admission)
+    srv = Server(_opt_ml(tmp_path, small_package), module="benchmarks.shedding_server")
+    try:
+        srv.wait_healthy()
+        doc = httpx.get(srv.url + "/openapi.json").json()
+        documented = doc["paths"]["/invocations"]["post"]["responses"]["503"]
+        ref = documented["content"]["application/json"]["schema"]["$ref"]
+        error_schema = doc["components"]["schemas"][ref.rsplit("/", 1)[1]]
+
+        r = post(srv, json.dumps([ROW]))
+        assert r.status_code == 503 and r.headers["content-type"] == "application/json"
+        jsonschema.validate(r.json(), error_schema)
+        assert r.json()["error"]["code"] == "overloaded"
+        assert r.headers["x-request-id"] == r.json()["error"]["request_id"] != ""
+        r = post(srv, json.dumps([ROW]), **{"X-Amzn-SageMaker-Inference-Id": 'inf-"7"'})
+        assert r.status_code == 503
+        assert r.headers["x-request-id"] == r.json()["error"]["request_id"] == 'inf-"7"'
+        assert httpx.get(srv.url + "/ping").status_code == 200
+
+        # keep-alive, pipelined in one write: a refused request whose body reads like a
+        # request itself (skipped exactly, it is never parsed as one), then /ping, then the
+        # same refused request again, then /metrics
+        body = b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n"
+        refused = (
+            b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+        )
+        ping = b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n"
+        metrics = b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"
+        answers = _raw_responses(srv.port, refused + ping + refused + metrics, 4)
+        assert [status for status, _, _ in answers] == [503, 200, 503, 200]
+        for _, headers, content in answers[::2]:
+            assert json.loads(content)["error"]["code"] == "overloaded"
+            assert headers.get("connection") != "close"
+        shed = 'fraud_requests_total{route="/invocations",status="503"} 4.0'
+        assert shed in answers[3][2].decode().splitlines()
+    finally:
+        srv.stop()
 
 
 def test_captured_records_follow_the_sagemaker_format(server: Server) -> None:

@@ -1,0 +1,201 @@
+"""The admission protocol byte by byte: requests fed to it in every split a socket could
+deliver, answers read off a recording transport, the app behind it a small ASGI app that
+sheds /invocations bodies up to ``SMALL`` bytes. (tests/test_server.py covers the same
+behaviour on a real server.)"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from types import SimpleNamespace
+from typing import Any
+
+import uvicorn
+from uvicorn.server import ServerState
+
+from serving.admission import AdmissionProtocol
+from serving.metrics import ServerMetrics
+from tests.test_server import Answer, parse_responses
+
+SMALL = 64
+
+
+class SheddingApp:
+    """Sheds every /invocations request with a body of at most SMALL bytes, as ``FraudApp``
+    does: a request it gets itself is answered 503 ``app shed``, counted like the protocol's
+    refusals; others 200 with ``app:`` and their body, once ``release`` is set."""
+
+    def __init__(self) -> None:
+        self.settings = SimpleNamespace(shed_wait_ms=100.0, max_queue_rows=8)
+        self.metrics = ServerMetrics([])
+        self.ids = 0
+        self.seen: list[str] = []
+        self.release = asyncio.Event()
+        self.release.set()
+
+    def begin_drain(self) -> None:
+        pass
+
+    def sheds(self, body_bytes: int) -> bool:
+        return body_bytes <= SMALL
+
+    def next_id(self) -> str:
+        self.ids += 1
+        return f"gen-{self.ids}"
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        self.seen.append(f"{scope['method']} {scope['path']}")
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        await self.release.wait()
+        status, out = 200, b"app:" + body
+        if scope["path"] == "/invocations" and self.sheds(len(body)):
+            status, out = 503, b"app shed"
+            self.metrics.requests.inc(("/invocations", "503"))
+        headers = [(b"content-length", str(len(out)).encode())]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": out})
+
+
+class Transport(asyncio.Transport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.out = bytearray()
+        self.closed = False
+        self.closed_by_server = False  # before the client left
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.out += data
+
+    def close(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return ("127.0.0.1", 8080) if name in ("sockname", "peername") else default
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+def post(
+    body: bytes, *headers: bytes, target: bytes = b"/invocations", version: bytes = b"1.1"
+) -> bytes:
+    head = b"POST %s HTTP/%s\r\nHost: x\r\n" % (target, version)
+    head += b"".join(h + b"\r\n" for h in headers)
+    return head + b"Content-Length: %d\r\n\r\n" % len(body) + body
+
+
+def exchange(
+    app: SheddingApp, chunks: list[bytes], before_release: int = 0
+) -> tuple[list[Answer], Transport]:
+    """Feed ``chunks`` to a new connection's protocol, letting the loop run between them
+    (the app answers only after the ``before_release``-th chunk when that is set); the
+    responses written, parsed, and the transport."""
+
+    async def run() -> Transport:
+        if before_release:
+            app.release.clear()
+        config = uvicorn.Config(app, http=AdmissionProtocol, lifespan="off", log_config=None)
+        config.load()
+        state = ServerState()
+        state.default_headers = [(b"date", b"Thu, 03 Dec 2026 10:00:00 GMT"), (b"server", b"uv")]
+        protocol = AdmissionProtocol(config, state, {}, asyncio.get_running_loop())
+        transport = Transport()
+        protocol.connection_made(transport)
+        for i, chunk in enumerate(chunks, 1):
+            protocol.data_received(chunk)
+            for _ in range(5):
+                await asyncio.sleep(0)
+            if i == before_release:
+                app.release.set()
+        for _ in range(20):
+            await asyncio.sleep(0)
+        transport.closed_by_server = transport.closed
+        protocol.connection_lost(None)  # the client leaves: uvicorn's timers stop
+        return transport
+
+    transport = asyncio.run(run())
+    answers, rest = parse_responses(bytes(transport.out))
+    assert rest == b""
+    return answers, transport
+
+
+def test_a_refused_body_is_skipped_exactly_however_the_bytes_arrive() -> None:
+    # the refused body reads like a request: parsed as one, it would get an answer of its own
+    refused = post(b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n")
+    scored = post(b"x" * (SMALL + 1))
+    stream = refused + scored + refused
+    for size in (1, 2, 7, 50):
+        app = SheddingApp()
+        chunks = [stream[i : i + size] for i in range(0, len(stream), size)]
+        answers, transport = exchange(app, chunks)
+        assert [status for status, _, _ in answers] == [503, 200, 503], size
+        assert answers[1][2] == b"app:" + b"x" * (SMALL + 1)
+        assert json.loads(answers[0][2])["error"]["code"] == "overloaded"
+        assert json.loads(answers[2][2])["error"]["code"] == "overloaded"
+        assert app.seen == ["POST /invocations"]  # the refused two never reached the app
+        assert not transport.closed_by_server
+        assert app.metrics.requests.values == {("/invocations", "503"): 2}
+
+
+def test_the_refusal_is_the_apps_overloaded_error_with_its_request_id() -> None:
+    answers, _ = exchange(
+        SheddingApp(),
+        [post(b"{}") + post(b"{}", b'X-Amzn-SageMaker-Inference-Id: caller "7"')],
+    )
+    (status, headers, body), (_, sent_headers, sent_body) = answers
+    assert status == 503 and headers["content-type"] == "application/json"
+    error = json.loads(body)["error"]
+    assert error["code"] == "overloaded" and "100 ms" in error["message"]
+    assert error["request_id"] == headers["x-request-id"] == "gen-1"
+    assert json.loads(sent_body)["error"]["request_id"] == 'caller "7"'
+    assert sent_headers["x-request-id"] == 'caller "7"'
+    assert headers["date"] == "Thu, 03 Dec 2026 10:00:00 GMT" and headers["server"] == "uv"
+
+
+def test_an_http_1_0_refusal_closes_the_connection() -> None:
+    answers, transport = exchange(SheddingApp(), [post(b"{}", version=b"1.0")])
+    assert answers[0][0] == 503 and answers[0][1]["connection"] == "close"
+    assert transport.closed_by_server
+
+
+def test_routes_chunked_bodies_and_100_continue_reach_the_app() -> None:
+    app = SheddingApp()
+    chunked = (
+        b"POST /invocations HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"2\r\n{}\r\n0\r\n\r\n"
+    )
+    answers, _ = exchange(
+        app,
+        [
+            b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n",
+            post(b"{}", target=b"/invocationsx"),
+            chunked,
+            post(b"{}", b"Expect: 100-continue"),
+            post(b"{}", target=b"/invocations?a=1"),  # the same route: refused
+        ],
+    )
+    assert app.seen == ["GET /ping", "POST /invocationsx", "POST /invocations", "POST /invocations"]
+    bodies = [body for _, _, body in answers]
+    assert bodies[:5] == [b"app:", b"app:{}", b"app shed", b"", b"app shed"]  # 100 Continue
+    assert json.loads(bodies[5])["error"]["code"] == "overloaded"
+
+
+def test_a_request_pipelined_behind_an_unanswered_one_waits_its_turn() -> None:
+    # the first request is still with the app when the second arrives: answering the second
+    # at once would put its answer first, so the app gets it and sheds it itself
+    app = SheddingApp()
+    first = post(b"y" * (SMALL + 1))
+    answers, _ = exchange(app, [first + post(b"{}")], before_release=1)
+    assert [body for _, _, body in answers] == [b"app:" + b"y" * (SMALL + 1), b"app shed"]
+    assert app.seen == ["POST /invocations", "POST /invocations"]
