@@ -71,7 +71,9 @@ class AdmissionProtocol(HttpToolsProtocol):
             )
 
     def on_headers_complete(self) -> None:
-        if self.gate is None or not _is_route(self.url) or not self._refuses():
+        gate = self.gate
+        # the batcher's own test first: it fails for nearly every request, and costs least
+        if gate is None or not gate.batcher.full or not _is_route(self.url) or not self._refuses():
             super().on_headers_complete()
 
     def on_body(self, body: bytes) -> None:

@@ -27,6 +27,7 @@ class SheddingApp:
 
     def __init__(self) -> None:
         self.settings = SimpleNamespace(shed_wait_ms=100.0, max_queue_rows=8)
+        self.batcher = SimpleNamespace(full=True)  # behind: the protocol asks ``sheds``
         self.metrics = ServerMetrics([])
         self.ids = 0
         self.seen: list[str] = []
