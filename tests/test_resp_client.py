@@ -233,3 +233,10 @@ def test_tls_verifies_the_server(tmp_path: Path) -> None:
         asyncio.run(run())
     finally:
         srv.stop()
+
+
+def test_encoding_of_text_bytes_and_non_ascii_is_the_same_protocol() -> None:
+    ascii_only = encode(["EVALSHA", "ab", 2, "k"])
+    assert ascii_only == b"*4\r\n$7\r\nEVALSHA\r\n$2\r\nab\r\n$1\r\n2\r\n$1\r\nk\r\n"
+    # byte lengths, not character lengths
+    assert encode(["SET", "ü"]) == b"*2\r\n$3\r\nSET\r\n$2\r\n\xc3\xbc\r\n"
