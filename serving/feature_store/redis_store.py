@@ -16,8 +16,14 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from serving.errors import EventTooOld, StoreUnavailable
-from serving.feature_store.base import Label, Recorded, Transaction, too_old_message
+from serving.errors import EventTooOld, StoreUnavailable, TransactionConflict
+from serving.feature_store.base import (
+    Label,
+    Recorded,
+    Transaction,
+    conflict_message,
+    too_old_message,
+)
 from serving.feature_store.redis_scripts import (
     LABEL,
     LATEST_KEY,
@@ -61,6 +67,11 @@ class RedisStore:
         if status == b"old":
             tx = transactions[int(index)]
             raise EventTooOld(too_old_message(tx, int(latest), self.max_skew_s))
+        if status == b"conflict":  # latest: the differing fields, comma-separated
+            fields = latest.decode().split(",")
+            raise TransactionConflict(
+                conflict_message(transactions[int(index)], fields), int(index)
+            )
         return out
 
     async def label(self, labels: Sequence[Label]) -> list[bool]:
