@@ -260,6 +260,7 @@ def test_a_retry_must_repeat_the_transaction_and_a_conflict_records_nothing(
         # sent twice with the same fields: recorded once, then replayed
         a, b = await store.record([_tx("t-4", t + 4, cents=100), _tx("t-4", t + 4, cents=100)])
         assert not a.replayed and b == (a.aggregates, True)
+        assert await store.record([_tx("t-1", t), _tx("t-1", t)]) == [again, again]
         # the windows hold t-1 and t-4 only: t-2 is new (at another time), counted with them
         (fresh,) = await store.record([_tx("t-2", t + 5, cents=500)])
         assert not fresh.replayed and fresh.aggregates[:2] == (3, 1000 + 100 + 500)
