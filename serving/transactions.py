@@ -176,9 +176,13 @@ class TransactionPath:
             try:
                 await self.store.record(batch, backfill=True)
             except TransactionConflict as exc:  # nothing of the batch was recorded
-                del self.backlog[exc.index]
-                self.metrics.backfill_conflicts.inc(())
-                log.warning("backfill skipped a transaction", extra={"fields": {"error": str(exc)}})
+                # (a full backlog drops its oldest as requests append meanwhile: check first)
+                if self.backlog[exc.index] is batch[exc.index]:
+                    del self.backlog[exc.index]
+                    self.metrics.backfill_conflicts.inc(())
+                    log.warning(
+                        "backfill skipped a transaction", extra={"fields": {"error": str(exc)}}
+                    )
                 continue
             for _ in batch:
                 self.backlog.popleft()
