@@ -10,11 +10,13 @@ entities without events left are swept every ``SWEEP_EVERY`` records.
 
 Memory is packed, because a month of records for every card is the bulk of it: the windows
 keep times and amounts in ``array('q')``; records are columns in blocks of ``BLOCK`` arrivals
-(aggregates in arrays, the terminal as a reference to its windows, the label as a byte), found
-through one dict from id key to arrival number, and a block is freed once its last record has
-left. 19.7 kB per customer at the simulator's traffic against 45.8 kB with an object per
-record and a tuple per event (``python -m benchmarks.transaction_bench --only memory``;
-benchmarks/RESULTS.md, "Feature store memory"). A snapshot in the earlier format is not read
+(aggregates in arrays, the terminal as a reference to its windows, the label as a byte, and
+what a retry must repeat: the cents and a CRC-32 of the customer key), found through one dict
+from id key to arrival number, and a block is freed once its last record has left. 20.6 kB
+per customer at the simulator's traffic (19.7 kB before the records kept the cents and the
+customer's CRC-32) against 45.8 kB with an object per record and a tuple per event
+(``python -m benchmarks.transaction_bench --only memory``; benchmarks/RESULTS.md, "Feature
+store memory"). A snapshot in the earlier format is not read
 (logged; the store starts empty, as after an unreadable one).
 
 Persistence: :meth:`save` writes a pickle (temporary file, then an atomic rename) and
@@ -276,7 +278,7 @@ class EmbeddedStore:
         terminal windows live as long as the record, so the terminal compares by identity."""
         recorded = (block.customers[at], block.terminals[at], block.cents[at], block.times[at])
         sent = (customer_hash(tx.customer), self.terminals.get(tx.terminal), tx.cents, tx.time_s)
-        return differing_fields(recorded, sent)
+        return [] if recorded == sent else differing_fields(recorded, sent)
 
     def label_one(self, label: Label) -> bool:
         found = self.records.locate(label.key)
