@@ -5,6 +5,8 @@
         ├── BadRequest               400  malformed body, wrong feature count, NaN/inf,
         │                                 non-numeric or impossible values, empty body
         │   └── EventTooOld          400  a transaction older than FRAUD_MAX_EVENT_SKEW_S allows
+        ├── TransactionConflict      409  a recorded transaction id sent again with other
+        │                                 fields (a retry must repeat the transaction exactly)
         ├── PayloadTooLarge          413  body over SAGEMAKER_MAX_PAYLOAD_IN_MB
         ├── UnsupportedMediaType     415  unknown Content-Type
         ├── NotAcceptable            406  unsupported Accept
@@ -34,6 +36,17 @@ class ServingError(FraudError):
 class BadRequest(ServingError):
     http_status = 400
     code = "bad_request"
+
+
+class TransactionConflict(ServingError):
+    """``index``: the conflicting transaction's position in the request."""
+
+    http_status = 409
+    code = "transaction_conflict"
+
+    def __init__(self, message: str, index: int) -> None:
+        super().__init__(message)
+        self.index = index
 
 
 class PayloadTooLarge(ServingError):

@@ -121,6 +121,11 @@ class ServerMetrics(Collector):
         self.backfilled = Counts(
             "fraud_store_backfilled", "Degraded transactions written into the store later", []
         )
+        self.backfill_conflicts = Counts(
+            "fraud_store_backfill_conflicts",
+            "Degraded transactions not written later: the store holds their id with other fields",
+            [],
+        )
         self._model: tuple[str, str, str] | None = None
         self._feature_names = feature_names
         self.registry = CollectorRegistry()
@@ -145,6 +150,7 @@ class ServerMetrics(Collector):
         yield self.decisions.family()
         yield self.degraded.family()
         yield self.backfilled.family()
+        yield self.backfill_conflicts.family()
         info = GaugeMetricFamily(
             "fraud_model_info",
             "Loaded model and thresholds versions",

@@ -21,6 +21,8 @@ from serving.validation import FLOAT32_MAX, feature_rule
 ERROR_STATUSES = {
     "400": "malformed body, wrong feature count, NaN/inf, impossible values, empty body",
     "406": "no supported type in Accept",
+    "409": "a transaction_id already recorded (or sent earlier in the request) with another "
+    "customer_id, terminal_id, amount or timestamp; nothing of the request is recorded",
     "413": "body over SAGEMAKER_MAX_PAYLOAD_IN_MB",
     "415": "unsupported Content-Type",
     "501": "transactions with the embedded store and several workers (use Redis)",

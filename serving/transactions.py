@@ -28,7 +28,7 @@ from core.fallback import FallbackPolicy
 from core.feature_names import FEATURE_NAMES
 from core.windows import feature_row, id_key
 from serving import codecs
-from serving.errors import BadRequest, StoreUnavailable
+from serving.errors import BadRequest, StoreUnavailable, TransactionConflict
 from serving.feature_store.base import FeatureStore, Transaction
 from serving.feature_store.embedded import EmbeddedStore
 from serving.metrics import ServerMetrics
@@ -176,10 +176,23 @@ class TransactionPath:
         return Answer(orjson.dumps(body), predictions)
 
     async def _backfill(self) -> None:
-        """Write the backlog into the store, oldest first (StoreUnavailable if still down)."""
+        """Write the backlog into the store, oldest first (StoreUnavailable if still down).
+        A transaction whose id the store holds with other fields (recorded before the
+        outage, or sent again otherwise during it) is dropped, logged and counted: the
+        record stands, and the rest of its batch is written without it."""
         while self.backlog:
             batch = [self.backlog[i] for i in range(min(BACKFILL_BATCH, len(self.backlog)))]
-            await self.store.record(batch, backfill=True)
+            try:
+                await self.store.record(batch, backfill=True)
+            except TransactionConflict as exc:  # nothing of the batch was recorded
+                # (a full backlog drops its oldest as requests append meanwhile: check first)
+                if self.backlog[exc.index] is batch[exc.index]:
+                    del self.backlog[exc.index]
+                    self.metrics.backfill_conflicts.inc(())
+                    log.warning(
+                        "backfill skipped a transaction", extra={"fields": {"error": str(exc)}}
+                    )
+                continue
             for _ in batch:
                 self.backlog.popleft()
             self.metrics.backfilled.inc((), len(batch))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import pickle
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -12,10 +13,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import redis
 
 from core.features import compute_features, epoch_seconds
-from core.windows import DAY_S, feature_row, id_key, to_cents
-from serving.errors import EventTooOld
+from core.windows import DAY_S, LABEL_DELAY_S, feature_row, id_key, to_cents
+from serving.errors import EventTooOld, TransactionConflict
 from serving.feature_store.base import FeatureStore, Label, Transaction
 from serving.feature_store.embedded import EmbeddedStore
 from serving.feature_store.redis_store import RedisStore
@@ -146,8 +148,11 @@ def test_a_store_snapshot_round_trips(tmp_path: Path) -> None:
     tx = Transaction(1, id_key(1), "c", "m", 1_000_000, 500)
     first = store.record_one(tx)
     store.write(store.snapshot())
-    again = EmbeddedStore.open(300, tmp_path / "s.pickle").record_one(tx)
+    reopened = EmbeddedStore.open(300, tmp_path / "s.pickle")
+    again = reopened.record_one(tx)  # the same terminal and customer after the round trip
     assert again.replayed and again.aggregates == first.aggregates
+    with pytest.raises(TransactionConflict, match=re.escape("(amount)")):
+        reopened.record_one(tx._replace(cents=501))
 
 
 def test_the_serving_path_imports_no_pandas() -> None:
@@ -200,3 +205,98 @@ def test_both_stores_break_ties_at_the_same_second_by_id(redis_server: RedisServ
     embedded, redis = asyncio.run(both())
     # each counts the events already recorded whose id is at most its own, itself included
     assert embedded == redis == [1, 1, 2, 4, 3]
+
+
+def _tx(
+    tx_id: str, at: int, customer: str = "c", terminal: str = "m", cents: int = 1000
+) -> Transaction:
+    return Transaction(tx_id, id_key(tx_id), id_key(customer), id_key(terminal), at, cents)
+
+
+def _store(kind: str, url: str) -> FeatureStore:
+    if kind == "embedded":
+        return EmbeddedStore(300)
+    redis.Redis.from_url(url).flushdb()
+    return RedisStore(url, 300, 5.0)
+
+
+@pytest.mark.parametrize("kind", ["embedded", "redis"])
+def test_a_retry_must_repeat_the_transaction_and_a_conflict_records_nothing(
+    kind: str, redis_server: RedisServer
+) -> None:
+    t = 2_000_000_000
+
+    async def refused(store: FeatureStore, txs: list[Transaction], fields: str) -> int:
+        with pytest.raises(TransactionConflict) as caught:
+            await store.record(txs)
+        assert str(caught.value) == (
+            f"transaction {txs[caught.value.index].transaction_id!r} was recorded with other "
+            f"fields ({fields}); a retry must repeat the transaction exactly"
+        )
+        return caught.value.index
+
+    async def scenario(store: FeatureStore) -> None:
+        (first,) = await store.record([_tx("t-1", t)])
+        (again,) = await store.record([_tx("t-1", t)])
+        assert again == (first.aggregates, True)
+        for changed, fields in [
+            (_tx("t-1", t, cents=1001), "amount"),
+            (_tx("t-1", t + 1), "timestamp"),
+            (_tx("t-1", t, customer="c-other"), "customer_id"),
+            (_tx("t-1", t, terminal="m-other"), "terminal_id"),
+            (
+                _tx("t-1", t - 1, "c-other", "m-other", 5),
+                "customer_id, terminal_id, amount, timestamp",
+            ),
+        ]:
+            assert await refused(store, [changed], fields) == 0
+        # a fresh transaction beside a conflicting one is not recorded either
+        assert (
+            await refused(store, [_tx("t-2", t + 1, cents=500), _tx("t-1", t, cents=1)], "amount")
+            == 1
+        )
+        # nor is an id sent twice in one request with other fields
+        assert await refused(store, [_tx("t-3", t + 2), _tx("t-3", t + 3)], "timestamp") == 1
+        # sent twice with the same fields: recorded once, then replayed
+        a, b = await store.record([_tx("t-4", t + 4, cents=100), _tx("t-4", t + 4, cents=100)])
+        assert not a.replayed and b == (a.aggregates, True)
+        assert await store.record([_tx("t-1", t), _tx("t-1", t)]) == [again, again]
+        # the windows hold t-1 and t-4 only: t-2 is new (at another time), counted with them
+        (fresh,) = await store.record([_tx("t-2", t + 5, cents=500)])
+        assert not fresh.replayed and fresh.aggregates[:2] == (3, 1000 + 100 + 500)
+        (other,) = await store.record([_tx("t-5", t + 6, customer="c-other", cents=7)])
+        assert other.aggregates[:2] == (1, 7)
+        # terminals, read a label delay later: m holds t-1, t-4, t-2 and t-5; m-other nothing
+        later = t + LABEL_DELAY_S + 10
+        (m_other,) = await store.record([_tx("t-6", later, terminal="m-other")])
+        (m,) = await store.record([_tx("t-7", later + 1)])
+        assert m_other.aggregates[6] == 0 and m.aggregates[6] == 4
+
+    async def run() -> None:
+        store = _store(kind, redis_server.url)
+        try:
+            await scenario(store)
+        finally:
+            await store.close()
+
+    asyncio.run(run())
+
+
+def test_a_redis_record_from_before_the_fingerprint_compares_terminal_and_time(
+    redis_server: RedisServer,
+) -> None:
+    t = 2_000_000_000
+
+    async def scenario() -> None:
+        store = _store("redis", redis_server.url)
+        try:
+            (first,) = await store.record([_tx("old-1", t)])
+            redis.Redis.from_url(redis_server.url).hdel("fraud:tx:" + id_key("old-1"), "p")
+            (again,) = await store.record([_tx("old-1", t, customer="c-2", cents=5)])
+            assert again == (first.aggregates, True)
+            with pytest.raises(TransactionConflict, match=re.escape("(terminal_id, timestamp)")):
+                await store.record([_tx("old-1", t + 1, terminal="m-2")])
+        finally:
+            await store.close()
+
+    asyncio.run(scenario())

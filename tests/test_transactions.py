@@ -16,7 +16,13 @@ import pytest
 from core.feature_names import FEATURE_NAMES
 from core.windows import DAY_S, LABEL_DELAY_S
 from tests.test_server import Server, _opt_ml
-from tests.transaction_replay import assert_features_equal, check_replay, offline, replay
+from tests.transaction_replay import (
+    assert_features_equal,
+    check_replay,
+    check_retries,
+    offline,
+    replay,
+)
 from tests.transaction_replay import send as replay_send
 from tests.transaction_replay import transaction as tx
 
@@ -175,6 +181,10 @@ def test_the_decision_log_and_capture_keep_the_id_and_features(server: Server) -
                 captured = True
         time.sleep(0.05)
     assert logged and captured
+
+
+def test_a_retry_with_other_fields_gets_409_and_records_nothing(server: Server) -> None:
+    check_retries(server.url, T0 + 11 * DAY_S)  # after the events of the tests above
 
 
 def test_the_embedded_store_survives_a_restart(small_package: Path, tmp_path: Path) -> None:

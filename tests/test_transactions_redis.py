@@ -15,7 +15,7 @@ import pytest
 from optimize.precision import SCORE_TOLERANCE
 from tests.redis_server import RedisServer
 from tests.test_server import Server, _opt_ml
-from tests.transaction_replay import check_replay, send
+from tests.transaction_replay import check_replay, check_retries, send
 from tests.transaction_replay import transaction as _item
 
 
@@ -78,6 +78,20 @@ def test_replayed_weeks_get_the_offline_features_and_scores_with_redis(
 T0 = 1_533_733_500
 
 
+def test_a_retry_with_other_fields_gets_409_and_records_nothing_with_redis(
+    small_package: Path, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    import redis
+
+    redis.Redis.from_url(redis_server.url).flushdb()
+    srv = Server(_opt_ml(tmp_path, small_package), {"FRAUD_FEATURE_STORE": redis_server.url})
+    srv.wait_healthy()
+    try:
+        check_retries(srv.url, T0)
+    finally:
+        srv.stop()
+
+
 def test_a_redis_outage_is_answered_by_the_fallback_policy_and_backfilled(
     small_package: Path, tmp_path: Path
 ) -> None:
@@ -108,17 +122,21 @@ def test_a_redis_outage_is_answered_by_the_fallback_policy_and_backfilled(
 
     sent = itertools.count(1)
 
-    def mine(terminal: str = "m-1", amount: float = 10.0) -> dict[str, object]:
-        item = _item(f"o-{next(sent)}", next(clock), "c-out", terminal, amount)
+    def post(item: dict[str, object]) -> dict[str, object]:
         r = _send(srv, {"transactions": [item], "return_features": True})
         assert r.status_code == 200, r.text
         return r.json()["predictions"][0]
+
+    def mine(terminal: str = "m-1", amount: float = 10.0) -> dict[str, object]:
+        return post(_item(f"o-{next(sent)}", next(clock), "c-out", terminal, amount))
 
     loader = threading.Thread(target=background_load)
     loader.start()
     try:
         assert not any(mine().get("degraded") for _ in range(5))
         store.stop()  # SIGKILL
+        # a retry of o-1 with another amount cannot be checked now; the backfill skips it
+        assert post(_item("o-1", next(clock), "c-out", "m-1", 99.0))["degraded"]
         during = [mine() for _ in range(3)]
         assert all(p["degraded"] and p["score"] is None for p in during)
         assert [p["decision"] for p in during] == ["approve"] * 3
@@ -136,6 +154,8 @@ def test_a_redis_outage_is_answered_by_the_fallback_policy_and_backfilled(
         # every transaction of the card, those of the outage included, is in its windows
         assert answer["features"]["customer_count_1d"] == next(sent) - 1  # type: ignore[index]
         assert not mine().get("degraded")
+        metrics = httpx.get(srv.url + "/metrics").text
+        assert "fraud_store_backfill_conflicts_total 1.0" in metrics
     finally:
         stop.set()
         loader.join()
@@ -146,3 +166,4 @@ def test_a_redis_outage_is_answered_by_the_fallback_policy_and_backfilled(
         line for line in srv.log.read_text().splitlines() if "feature store unavailable" in line
     ]
     assert logged  # the outage is logged
+    assert "backfill skipped a transaction" in srv.log.read_text()

@@ -4,6 +4,7 @@ Shared by the acceptance tests of both stores: transactions go in event order (t
 requests of ``chunk`` transactions; before each request, every label whose transaction's
 time plus the label delay falls at or before the request's last event is delivered (a label
 may arrive early; it never counts before its time plus the delay, as offline).
+``check_retries`` walks a client's retries, exact and not, through a running server.
 """
 
 from __future__ import annotations
@@ -99,6 +100,46 @@ def transaction(
         "amount": amount,
         "timestamp": at,
     }
+
+
+def check_retries(url: str, at: int) -> None:
+    """A retry with the same fields (the same cents, the same second) is replayed with the
+    first answer; the same id with other fields gets 409 naming them, and a request holding
+    such a retry records none of its transactions."""
+
+    def post(*items: dict[str, object]) -> httpx.Response:
+        return send(url, {"transactions": list(items), "return_features": True})
+
+    def conflict(r: httpx.Response, tx_id: str, fields: str) -> None:
+        assert r.status_code == 409, r.text
+        assert r.json()["error"] | {"request_id": ""} == {
+            "code": "transaction_conflict",
+            "message": f"transaction {tx_id!r} was recorded with other fields ({fields}); "
+            "a retry must repeat the transaction exactly",
+            "request_id": "",
+        }
+
+    sent = transaction("dup-1", at, "c-dup", "m-dup", 10.0)
+    first = post(sent).json()["predictions"][0]
+    again = post(sent | {"amount": 10.001, "timestamp": at + 0.5}).json()["predictions"][0]
+    assert again == first | {"replayed": True}
+    for changed, fields in [
+        ({"amount": 11.0}, "amount"),
+        ({"timestamp": at + 1}, "timestamp"),
+        ({"customer_id": "c-dup-other"}, "customer_id"),
+        ({"terminal_id": "m-dup-other"}, "terminal_id"),
+        ({"amount": 11.0, "timestamp": at - 1}, "amount, timestamp"),
+    ]:
+        conflict(post(sent | changed), "dup-1", fields)
+    fresh = transaction("dup-2", at + 2, "c-dup", "m-dup", 5.0)
+    conflict(post(fresh, sent | {"amount": 99.0}), "dup-1", "amount")
+    conflict(post(fresh, fresh | {"customer_id": "c-dup-other"}), "dup-2", "customer_id")
+    # the windows hold dup-1 alone: dup-2 is recorded now, as if the refusals never came
+    (p,) = post(fresh).json()["predictions"]
+    assert p["replayed"] is False and p["features"]["customer_count_1d"] == 2
+    assert p["features"]["customer_mean_amount_1d"] == 7.5
+    (p,) = post(transaction("dup-3", at + 3, "c-dup-other", "m-dup", 1.0)).json()["predictions"]
+    assert p["features"]["customer_count_1d"] == 1
 
 
 def check_replay(df: pd.DataFrame, url: str, score_atol: float) -> np.ndarray:

@@ -6,7 +6,10 @@ dataclass costs several times as much to create.)
 A store records each transaction once (keyed by its id) and answers, atomically with the
 recording, the integer aggregates of ``core.windows`` as of the event's own time. A
 transaction already recorded is not counted again: the store answers the aggregates it gave
-the first time, marked replayed. Labels mark a recorded transaction fraud or genuine.
+the first time, marked replayed. A retry must repeat the transaction: an id recorded with
+another customer, terminal, amount (in cents) or time (in seconds) is refused with
+TransactionConflict, and a request holding one records none of its transactions. Labels mark
+a recorded transaction fraud or genuine.
 """
 
 from __future__ import annotations
@@ -51,6 +54,27 @@ def too_old_message(tx: Transaction, latest_s: int, max_skew_s: int) -> str:
     )
 
 
+# what a retry must repeat, in the order a conflict names them (the request's field names)
+FINGERPRINT_FIELDS = ("customer_id", "terminal_id", "amount", "timestamp")
+
+
+def fingerprint(tx: Transaction) -> tuple[str, str, int, int]:
+    """What a retry of ``tx`` must repeat, in the order of ``FINGERPRINT_FIELDS``."""
+    return (tx.customer, tx.terminal, tx.cents, tx.time_s)
+
+
+def differing_fields(recorded: Sequence[object], sent: Sequence[object]) -> list[str]:
+    """The names of the fields where two fingerprints (``FINGERPRINT_FIELDS`` order) differ."""
+    return [name for name, a, b in zip(FINGERPRINT_FIELDS, recorded, sent, strict=True) if a != b]
+
+
+def conflict_message(tx: Transaction, fields: Sequence[str]) -> str:
+    return (
+        f"transaction {tx.transaction_id!r} was recorded with other fields "
+        f"({', '.join(fields)}); a retry must repeat the transaction exactly"
+    )
+
+
 def record_ttl_s(max_skew_s: int) -> int:
     """How long a transaction's record is kept: while a label can still change a window."""
     return TERMINAL_RETENTION_S + max_skew_s
@@ -69,10 +93,11 @@ class FeatureStore(Protocol):
     async def record(
         self, transactions: Sequence[Transaction], backfill: bool = False
     ) -> list[Recorded]:
-        """Record each (in order) and return its aggregates; EventTooOld for a late one,
-        unless ``backfill`` (transactions answered while the store was unreachable: their
-        lateness is the outage's, and they must count). StoreUnavailable when the store
-        does not answer within its deadline."""
+        """Record each (in order) and return its aggregates; TransactionConflict, before
+        recording any, when one reuses a recorded id (or one earlier in the request) with
+        other fields; EventTooOld for a late one, unless ``backfill`` (transactions answered
+        while the store was unreachable: their lateness is the outage's, and they must
+        count). StoreUnavailable when the store does not answer within its deadline."""
         ...
 
     async def label(self, labels: Sequence[Label]) -> list[bool]:

@@ -10,11 +10,13 @@ entities without events left are swept every ``SWEEP_EVERY`` records.
 
 Memory is packed, because a month of records for every card is the bulk of it: the windows
 keep times and amounts in ``array('q')``; records are columns in blocks of ``BLOCK`` arrivals
-(aggregates in arrays, the terminal as a reference to its windows, the label as a byte), found
-through one dict from id key to arrival number, and a block is freed once its last record has
-left. 19.7 kB per customer at the simulator's traffic against 45.8 kB with an object per
-record and a tuple per event (``python -m benchmarks.transaction_bench --only memory``;
-benchmarks/RESULTS.md, "Feature store memory"). A snapshot in the earlier format is not read
+(aggregates in arrays, the terminal as a reference to its windows, the label as a byte, and
+what a retry must repeat: the cents and a CRC-32 of the customer key), found through one dict
+from id key to arrival number, and a block is freed once its last record has left. 20.6 kB
+per customer at the simulator's traffic (19.7 kB before the records kept the cents and the
+customer's CRC-32) against 45.8 kB with an object per record and a tuple per event
+(``python -m benchmarks.transaction_bench --only memory``; benchmarks/RESULTS.md, "Feature
+store memory"). A snapshot in the earlier format is not read
 (logged; the store starts empty, as after an unreadable one).
 
 Persistence: :meth:`save` writes a pickle (temporary file, then an atomic rename) and
@@ -32,17 +34,21 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import zlib
 from array import array
 from collections.abc import Sequence
 from pathlib import Path
 
 from core.windows import CustomerWindows, TerminalWindows
-from serving.errors import EventTooOld
+from serving.errors import EventTooOld, TransactionConflict
 from serving.feature_store.base import (
     Label,
     Recorded,
     Transaction,
+    conflict_message,
     customer_horizon_s,
+    differing_fields,
+    fingerprint,
     record_ttl_s,
     terminal_horizon_s,
     too_old,
@@ -53,18 +59,23 @@ SWEEP_EVERY = 65_536
 BLOCK = 4_096  # records per block: expired records free their memory a block at a time
 
 log = logging.getLogger("fraud.serving.feature_store")
-_FORMAT = 2
+_FORMAT = 3
 
 
 class _Block:
     """Up to ``BLOCK`` consecutive records, as columns."""
 
-    __slots__ = ("keys", "terminals", "times", "frauds", "counts", "sums")
+    __slots__ = ("keys", "terminals", "times", "frauds", "counts", "sums", "customers", "cents")
 
     def __init__(self) -> None:
         self.keys: list[str] = []
         self.terminals: list[TerminalWindows] = []
         self.times = array("q")
+        # what a retry must repeat besides the terminal and time: the customer as a hash of
+        # its key (4 bytes; a customer's windows may be swept before its records leave) and
+        # the cents
+        self.customers = array("I")
+        self.cents = array("q")
         self.frauds = bytearray()
         # 9 counts (each at most the events held in memory: 32 bits hold them) and 3 cent
         # sums per record; an impossible overflow raises rather than wraps
@@ -93,21 +104,21 @@ class Records:
             return None
         return self.blocks[n // BLOCK - self.first // BLOCK], n % BLOCK
 
-    def add(
-        self, key: str, time_s: int, term: TerminalWindows, aggregates: tuple[int, ...]
-    ) -> None:
+    def add(self, tx: Transaction, term: TerminalWindows, aggregates: tuple[int, ...]) -> None:
         if self.end % BLOCK == 0:
             self.blocks.append(_Block())
         block = self.blocks[-1]
-        block.keys.append(key)
+        block.keys.append(tx.key)
         block.terminals.append(term)
-        block.times.append(time_s)
+        block.times.append(tx.time_s)
+        block.customers.append(customer_hash(tx.customer))
+        block.cents.append(tx.cents)
         block.frauds.append(0)
         # (count, cents) x 3 for the customer, then (count, frauds) x 3 for the terminal
         block.counts.extend(aggregates[0:6:2])
         block.counts.extend(aggregates[6:])
         block.sums.extend(aggregates[1:6:2])
-        self.index[key] = self.end
+        self.index[tx.key] = self.end
         self.end += 1
 
     def oldest_time_s(self) -> int | None:
@@ -123,6 +134,12 @@ class Records:
         self.first += 1
         if self.first % BLOCK == 0:
             del self.blocks[0]
+
+
+def customer_hash(customer: str) -> int:
+    """CRC-32 of a customer key: stable across processes (a snapshot outlives one), unlike
+    ``hash``. Two customers colliding (2**-32) would let one's id pass as the other's retry."""
+    return zlib.crc32(customer.encode("utf-8", "surrogatepass"))
 
 
 def aggregates_at(block: _Block, at: int) -> tuple[int, ...]:
@@ -201,6 +218,8 @@ class EmbeddedStore:
     async def record(
         self, transactions: Sequence[Transaction], backfill: bool = False
     ) -> list[Recorded]:
+        if len(transactions) > 1:  # one transaction is checked by record_one before it writes
+            self._refuse_conflicts(transactions)
         return [self.record_one(tx, backfill) for tx in transactions]
 
     async def label(self, labels: Sequence[Label]) -> list[bool]:
@@ -213,8 +232,13 @@ class EmbeddedStore:
     # -- synchronous core -----------------------------------------------------------------
 
     def record_one(self, tx: Transaction, backfill: bool = False) -> Recorded:
+        """Record one transaction; TransactionConflict (index 0) for a recorded id with other
+        fields."""
         found = self.records.locate(tx.key)
         if found is not None:
+            fields = self._differing(*found, tx)
+            if fields:
+                raise TransactionConflict(conflict_message(tx, fields), 0)
             return Recorded(aggregates_at(*found), True)
         cust = self.customers.get(tx.customer)
         if cust is None:
@@ -228,12 +252,33 @@ class EmbeddedStore:
         aggregates = cust.add_and_read(tx.time_s, tx.key, tx.cents) + term.read(tx.time_s)
         # the record refers to the terminal's windows, not its id: a terminal is swept only
         # once its events are past the records' time to live
-        self.records.add(tx.key, tx.time_s, term, aggregates)
+        self.records.add(tx, term, aggregates)
         self.dirty = True
         if tx.time_s > self.latest_s:
             self.latest_s = tx.time_s
         self._forget(cust, term)
         return Recorded(aggregates, False)
+
+    def _refuse_conflicts(self, transactions: Sequence[Transaction]) -> None:
+        """TransactionConflict for the first transaction whose id is recorded, or sent earlier
+        in the request, with other fields: checked before any is recorded."""
+        earlier: dict[str, Transaction] = {}
+        for i, tx in enumerate(transactions):
+            first = earlier.setdefault(tx.key, tx)
+            if first is not tx:  # the earlier one is checked against the record already
+                fields = differing_fields(fingerprint(first), fingerprint(tx))
+            else:
+                found = self.records.locate(tx.key)
+                fields = [] if found is None else self._differing(*found, tx)
+            if fields:
+                raise TransactionConflict(conflict_message(tx, fields), i)
+
+    def _differing(self, block: _Block, at: int, tx: Transaction) -> list[str]:
+        """The fields ``tx`` sends otherwise than the record at ``at`` holds. A record's
+        terminal windows live as long as the record, so the terminal compares by identity."""
+        recorded = (block.customers[at], block.terminals[at], block.cents[at], block.times[at])
+        sent = (customer_hash(tx.customer), self.terminals.get(tx.terminal), tx.cents, tx.time_s)
+        return [] if recorded == sent else differing_fields(recorded, sent)
 
     def label_one(self, label: Label) -> bool:
         found = self.records.locate(label.key)

@@ -15,8 +15,14 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
-from serving.errors import EventTooOld, StoreUnavailable
-from serving.feature_store.base import Label, Recorded, Transaction, too_old_message
+from serving.errors import EventTooOld, StoreUnavailable, TransactionConflict
+from serving.feature_store.base import (
+    Label,
+    Recorded,
+    Transaction,
+    conflict_message,
+    too_old_message,
+)
 from serving.feature_store.redis_scripts import (
     LABEL,
     LATEST_KEY,
@@ -62,6 +68,11 @@ class RedisStore:
         if status == b"old":
             tx = transactions[int(index)]
             raise EventTooOld(too_old_message(tx, int(latest), self.max_skew_s))
+        if status == b"conflict":  # latest: the differing fields, comma-separated
+            fields = latest.decode().split(",")
+            raise TransactionConflict(
+                conflict_message(transactions[int(index)], fields), int(index)
+            )
         return out
 
     async def label(self, labels: Sequence[Label]) -> list[bool]:
