@@ -145,9 +145,19 @@ class TerminalWindows:
     def read(self, time_s: int) -> TerminalAggregates:
         times, frauds = self.times, self.fraud_times
         top = time_s - LABEL_DELAY_S  # time <= t - d
-        hi, fhi = bisect_right(times, top), bisect_right(frauds, top)
+        hi = bisect_right(times, top)
         w1, w7, w30 = TERMINAL_WINDOWS_S
         # time > t - d - w
+        if not frauds:  # most terminals: no fraud labelled in their windows
+            return (
+                hi - bisect_right(times, top - w1, 0, hi),
+                0,
+                hi - bisect_right(times, top - w7, 0, hi),
+                0,
+                hi - bisect_right(times, top - w30, 0, hi),
+                0,
+            )
+        fhi = bisect_right(frauds, top)
         return (
             hi - bisect_right(times, top - w1, 0, hi),
             fhi - bisect_right(frauds, top - w1, 0, fhi),

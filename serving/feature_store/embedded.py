@@ -115,16 +115,11 @@ class Records:
         block.cents.append(tx.cents)
         block.frauds.append(0)
         # (count, cents) x 3 for the customer, then (count, frauds) x 3 for the terminal
-        block.counts.extend(aggregates[0:6:2])
-        block.counts.extend(aggregates[6:])
-        block.sums.extend(aggregates[1:6:2])
+        a = aggregates
+        block.counts.extend((a[0], a[2], a[4], a[6], a[7], a[8], a[9], a[10], a[11]))
+        block.sums.extend((a[1], a[3], a[5]))
         self.index[tx.key] = self.end
         self.end += 1
-
-    def oldest_time_s(self) -> int | None:
-        if self.first == self.end:
-            return None
-        return self.blocks[0].times[self.first % BLOCK]
 
     def drop_oldest(self) -> None:
         at = self.first % BLOCK
@@ -158,6 +153,12 @@ class EmbeddedStore:
         self.latest_s = 0
         self._since_sweep = 0
         self.dirty = False
+        # how far back from an entity's latest event its events are kept, and the records
+        # from the store's latest (the horizons of ``base``, as offsets: the step runs per
+        # transaction)
+        self._customer_keep_s = -customer_horizon_s(0, max_skew_s)
+        self._terminal_keep_s = -terminal_horizon_s(0, max_skew_s)
+        self._record_ttl_s = record_ttl_s(max_skew_s)
 
     @classmethod
     def open(cls, max_skew_s: int, path: Path | None) -> EmbeddedStore:
@@ -246,16 +247,17 @@ class EmbeddedStore:
         term = self.terminals.get(tx.terminal)
         if term is None:
             term = self.terminals[tx.terminal] = TerminalWindows()
-        if not backfill and too_old(tx.time_s, self.latest_s, self.max_skew_s):
+        time_s = tx.time_s
+        if not backfill and too_old(time_s, self.latest_s, self.max_skew_s):
             raise EventTooOld(too_old_message(tx, self.latest_s, self.max_skew_s))
-        term.add(tx.time_s)
-        aggregates = cust.add_and_read(tx.time_s, tx.key, tx.cents) + term.read(tx.time_s)
+        term.add(time_s)
+        aggregates = cust.add_and_read(time_s, tx.key, tx.cents) + term.read(time_s)
         # the record refers to the terminal's windows, not its id: a terminal is swept only
         # once its events are past the records' time to live
         self.records.add(tx, term, aggregates)
         self.dirty = True
-        if tx.time_s > self.latest_s:
-            self.latest_s = tx.time_s
+        if time_s > self.latest_s:
+            self.latest_s = time_s
         self._forget(cust, term)
         return Recorded(aggregates, False)
 
@@ -297,16 +299,18 @@ class EmbeddedStore:
         return None if found is None else bool(found[0].frauds[found[1]])
 
     def _forget(self, cust: CustomerWindows, term: TerminalWindows) -> None:
-        skew = self.max_skew_s
-        if cust.times[0] < customer_horizon_s(cust.times[-1], skew):
-            cust.prune(customer_horizon_s(cust.times[-1], skew))
-        if term.times[0] < terminal_horizon_s(term.times[-1], skew):
-            term.prune(terminal_horizon_s(term.times[-1], skew))
-        oldest = self.latest_s - record_ttl_s(skew)
+        times = cust.times
+        horizon = times[-1] - self._customer_keep_s
+        if times[0] < horizon:
+            cust.prune(horizon)
+        times = term.times
+        horizon = times[-1] - self._terminal_keep_s
+        if times[0] < horizon:
+            term.prune(horizon)
+        oldest = self.latest_s - self._record_ttl_s
         records = self.records
-        while True:
-            first = records.oldest_time_s()
-            if first is None or first >= oldest:
+        while records.first != records.end:
+            if records.blocks[0].times[records.first % BLOCK] >= oldest:
                 break
             records.drop_oldest()
         self._since_sweep += 1
