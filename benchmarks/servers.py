@@ -23,7 +23,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from benchmarks.errors import ServerFailed
 
@@ -126,15 +126,9 @@ def started(
 
 
 @contextlib.contextmanager
-def running(
-    name: str,
-    package: Path,
-    slow_us: int = 0,
-    start_timeout_s: float = 120.0,
-    extra_env: dict[str, str] | None = None,
-) -> Iterator[int]:
-    """Start server ``name`` on a free port, wait for ``/ping`` 200, yield the port, stop it."""
-    with started(name, package, slow_us, start_timeout_s, extra_env) as server:
+def running(name: str, package: Path, **options: Any) -> Iterator[int]:
+    """:func:`started`, yielding only the port."""
+    with started(name, package, **options) as server:
         yield server.port
 
 

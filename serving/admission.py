@@ -60,11 +60,7 @@ class AdmissionProtocol(HttpToolsProtocol):
         self.refusal: bytes | None = None  # the answer to the request whose body is skipped
         self.refusal_keep_alive = True
         if self.gate is not None:
-            message = (
-                "queue full or behind (the oldest queued request waited over "
-                f"{self.gate.settings.shed_wait_ms:g} ms, or "
-                f"{self.gate.settings.max_queue_rows} rows wait); retry shortly"
-            )
+            message = self.gate.shed_message()
             # the app's error body around the request id (json.dumps, as the app writes it)
             self.body_head = b'{"error": {"code": "overloaded", "message": %s, "request_id": ' % (
                 json.dumps(message).encode()

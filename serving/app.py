@@ -226,6 +226,15 @@ class FraudApp:
             and not self.draining
         )
 
+    def shed_message(self) -> str:
+        """The message of a 503 for a request :meth:`sheds` refuses (fixed text: the HTTP
+        protocol's refusals, ``serving.admission``, answer it prebuilt)."""
+        return (
+            "queue full or behind (the oldest queued request waited over "
+            f"{self.settings.shed_wait_ms:g} ms, or {self.settings.max_queue_rows} rows wait); "
+            "retry shortly"
+        )
+
     def idle_for_s(self) -> float:
         return time.monotonic() - self._last_request
 
@@ -373,11 +382,7 @@ class FraudApp:
             # shed before decoding: under overload the decode of requests that the full queue
             # would refuse anyway starved the loop, and queued requests overstayed their
             # deadline
-            raise Overloaded(
-                f"queue full or behind ({self.batcher.queued_rows} rows waiting, limit "
-                f"{self.batcher.max_queue_rows}, shed after "
-                f"{self.settings.shed_wait_ms:g} ms of queueing); retry shortly"
-            )
+            raise Overloaded(self.shed_message())
         decoded = self._decode(call)
         if len(decoded.x) > self.settings.realtime_max_rows:
             async with self.bulk:
@@ -472,7 +477,7 @@ class FraudApp:
                 "FRAUD_FEATURE_STORE=redis://... or SAGEMAKER_MODEL_SERVER_WORKERS=1"
             )
         if not bulk and self.sheds(len(call.body)):
-            raise Overloaded(f"queue full ({self.batcher.queued_rows} rows waiting); retry")
+            raise Overloaded(self.shed_message())
         s = self.scorer
         versions = s.versions
         answer = await path.handle(

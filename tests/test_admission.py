@@ -40,6 +40,9 @@ class SheddingApp:
     def sheds(self, body_bytes: int) -> bool:
         return body_bytes <= SMALL
 
+    def shed_message(self) -> str:
+        return f"queue full or behind (waited over {self.settings.shed_wait_ms:g} ms)"
+
     def next_id(self) -> str:
         self.ids += 1
         return f"gen-{self.ids}"
