@@ -583,25 +583,33 @@ def test_a_killed_worker_is_replaced_and_the_others_keep_serving(
 ) -> None:
     root = _opt_ml(tmp_path, small_package)
     srv = Server(root, {"SAGEMAKER_MODEL_SERVER_WORKERS": "2"})
-    srv.wait_healthy()
-    before = _worker_pids(srv.proc.pid)
-    assert len(before) == 2
-    victim = min(before)
-    os.kill(victim, signal.SIGKILL)
-    deadline = time.monotonic() + 120  # generous: the replacement imports and loads afresh
-    while time.monotonic() < deadline:
-        now = _worker_pids(srv.proc.pid)
-        if len(now) == 2 and victim not in now:
-            break
-        time.sleep(0.1)
-    assert len(now) == 2 and victim not in now, now
-    while _messages(srv.log.read_text()).count("model loaded") < 3:
-        assert time.monotonic() < deadline, "the replacement never loaded the model"
-        time.sleep(0.1)
-    _twenty_single_rows_answered(srv)
-    assert "worker died; starting a replacement" in _messages(srv.log.read_text())
-    srv.proc.send_signal(signal.SIGTERM)
-    assert srv.proc.wait(timeout=30) in (0, -signal.SIGTERM)
+    try:
+        srv.wait_healthy()
+        deadline = time.monotonic() + 120  # generous: the replacement imports and loads afresh
+        # /ping answers once one worker is ready: wait for both, so the victim is not one
+        # still loading (whose replacement would bring the count to 2, not 3)
+        while _messages(srv.log.read_text()).count("model loaded") < 2:
+            assert time.monotonic() < deadline, "a worker never loaded the model"
+            time.sleep(0.1)
+        before = _worker_pids(srv.proc.pid)
+        assert len(before) == 2
+        victim = min(before)
+        os.kill(victim, signal.SIGKILL)
+        while time.monotonic() < deadline:
+            now = _worker_pids(srv.proc.pid)
+            if len(now) == 2 and victim not in now:
+                break
+            time.sleep(0.1)
+        assert len(now) == 2 and victim not in now, now
+        while _messages(srv.log.read_text()).count("model loaded") < 3:
+            assert time.monotonic() < deadline, "the replacement never loaded the model"
+            time.sleep(0.1)
+        _twenty_single_rows_answered(srv)
+        assert "worker died; starting a replacement" in _messages(srv.log.read_text())
+        srv.proc.send_signal(signal.SIGTERM)
+        assert srv.proc.wait(timeout=30) in (0, -signal.SIGTERM)
+    finally:
+        srv.stop()
 
 
 def test_every_answered_decision_is_in_the_log_and_capture_when_killed_right_after(
