@@ -75,5 +75,5 @@ def compute_features(df: pd.DataFrame) -> np.ndarray:
         term.add(t)
         if frauds[r]:
             term.label(t, True)
-        rows[r] = feature_row(t, c, cust.add_and_read(t, key, c), term.read(t))
+        rows[r] = feature_row(t, c, cust.add_and_read(t, key, c) + term.read(t))
     return np.array(rows, dtype=np.float64).reshape(len(df), N_FEATURES)

@@ -131,7 +131,7 @@ class TransactionPath:
                 "feature store answers again", extra={"fields": {"backlog": len(self.backlog)}}
             )
         rows = [
-            feature_row(tx.time_s, tx.cents, r.aggregates[:6], r.aggregates[6:])
+            feature_row(tx.time_s, tx.cents, r.aggregates)
             for tx, r in zip(request.transactions, recorded, strict=True)
         ]
         scores = await score(np.array(rows, dtype=np.float32))

@@ -76,9 +76,7 @@ async def _run(store: FeatureStore, events: list[Transaction | Label]) -> dict[i
         if kind is Transaction:
             for tx, r in zip(run, await store.record(run), strict=True):  # type: ignore[arg-type]
                 assert not r.replayed
-                out[tx.transaction_id] = feature_row(
-                    tx.time_s, tx.cents, r.aggregates[:6], r.aggregates[6:]
-                )  # type: ignore[union-attr,index]
+                out[tx.transaction_id] = feature_row(tx.time_s, tx.cents, r.aggregates)  # type: ignore[union-attr]
         else:
             assert all(await store.label(run))  # type: ignore[arg-type]
     return out

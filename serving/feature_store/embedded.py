@@ -5,19 +5,19 @@ transaction a record (time, terminal, label, the aggregates it was answered with
 updates run on the event loop's thread, so each transaction's read-and-update is atomic.
 
 Memory stays bounded: an entity's events older than its retention plus the skew are dropped
-when it sees a new one; records leave (in arrival order) once no label can change a window;
-entities without events left are swept every ``SWEEP_EVERY`` records.
+when it sees a new one (at most ``PRUNE_SLACK_S`` late); records leave (in arrival order)
+once no label can change a window; entities without events left are swept every
+``SWEEP_EVERY`` records.
 
 Memory is packed, because a month of records for every card is the bulk of it: the windows
-keep times and amounts in ``array('q')``; records are columns in blocks of ``BLOCK`` arrivals
-(aggregates in arrays, the terminal as a reference to its windows, the label as a byte, and
-what a retry must repeat: the cents and a CRC-32 of the customer key), found through one dict
-from id key to arrival number, and a block is freed once its last record has left. 20.6 kB
-per customer at the simulator's traffic (19.7 kB before the records kept the cents and the
-customer's CRC-32) against 45.8 kB with an object per record and a tuple per event
-(``python -m benchmarks.transaction_bench --only memory``; benchmarks/RESULTS.md, "Feature
-store memory"). A snapshot in the earlier format is not read
-(logged; the store starts empty, as after an unreadable one).
+keep times and running amount totals in ``array('q')``; records are columns in blocks of
+``BLOCK`` arrivals (aggregates in arrays, the terminal as a reference to its windows, the
+label as a byte, and what a retry must repeat: the cents and a CRC-32 of the customer key),
+found through one dict from id key to arrival number, and a block is freed once its last
+record has left. 20.6 kB per customer at the simulator's traffic against 45.8 kB with an
+object per record and a tuple per event (``python -m benchmarks.transaction_bench --only
+memory``; benchmarks/RESULTS.md, "Feature store memory"). A snapshot in an earlier format
+is not read (logged; the store starts empty, as after an unreadable one).
 
 Persistence: :meth:`save` writes a pickle (temporary file, then an atomic rename) and
 :meth:`open` reads it back; the server saves periodically and at shutdown. A process killed
@@ -39,7 +39,7 @@ from array import array
 from collections.abc import Sequence
 from pathlib import Path
 
-from core.windows import CustomerWindows, TerminalWindows
+from core.windows import DAY_S, CustomerWindows, TerminalWindows
 from serving.errors import EventTooOld, TransactionConflict
 from serving.feature_store.base import (
     Label,
@@ -56,10 +56,14 @@ from serving.feature_store.base import (
 )
 
 SWEEP_EVERY = 65_536
+# an entity's events past retention are dropped once the oldest is this far past it: one
+# prune per two days of a card's traffic instead of one at nearly every event, for ~4 more
+# events held per card (reads never reach them)
+PRUNE_SLACK_S = 2 * DAY_S
 BLOCK = 4_096  # records per block: expired records free their memory a block at a time
 
 log = logging.getLogger("fraud.serving.feature_store")
-_FORMAT = 3
+_FORMAT = 4
 
 
 class _Block:
@@ -301,11 +305,11 @@ class EmbeddedStore:
     def _forget(self, cust: CustomerWindows, term: TerminalWindows) -> None:
         times = cust.times
         horizon = times[-1] - self._customer_keep_s
-        if times[0] < horizon:
+        if times[0] < horizon - PRUNE_SLACK_S:
             cust.prune(horizon)
         times = term.times
         horizon = times[-1] - self._terminal_keep_s
-        if times[0] < horizon:
+        if times[0] < horizon - PRUNE_SLACK_S:
             term.prune(horizon)
         oldest = self.latest_s - self._record_ttl_s
         records = self.records
