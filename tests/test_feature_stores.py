@@ -280,21 +280,42 @@ def test_a_retry_must_repeat_the_transaction_and_a_conflict_records_nothing(
     asyncio.run(run())
 
 
-def test_a_redis_record_from_before_the_fingerprint_compares_terminal_and_time(
-    redis_server: RedisServer,
+@pytest.mark.parametrize("kind", ["embedded", "redis"])
+def test_labels_mark_and_unmark_and_extreme_amounts_add_up_exactly(
+    kind: str, redis_server: RedisServer
 ) -> None:
     t = 2_000_000_000
+    big = 10**14  # the largest amount a request may carry, in cents
 
-    async def scenario() -> None:
-        store = _store("redis", redis_server.url)
+    async def scenario(store: FeatureStore) -> None:
+        (a,) = await store.record([_tx("l-1", t, cents=big)])
+        (b,) = await store.record([_tx("l-2", t + 1, cents=1 - big)])
+        assert a.aggregates[:6] == (1, big) * 3 and b.aggregates[:6] == (2, 1) * 3
+        assert await store.label([Label(id_key("l-1"), True), Label(id_key("l-2"), False)]) == [
+            True,
+            True,
+        ]
+        # a label delay later the terminal windows hold l-1 (fraud) and l-2
+        later = t + LABEL_DELAY_S + 1
+        (c,) = await store.record([_tx("l-3", later, customer="c-late")])
+        assert c.aggregates[6:] == (2, 1) * 3
+        assert await store.label([Label(id_key("l-1"), False)]) == [True]  # genuine again
+        (d,) = await store.record([_tx("l-4", later + 1, customer="c-late")])
+        assert d.aggregates[6:] == (2, 0) * 3
+        assert await store.label([Label(id_key("l-1"), True)]) == [True]
+        (e,) = await store.record([_tx("l-5", later + 2, customer="c-late")])
+        assert e.aggregates[6:] == (2, 1) * 3
+        # a replay answers what the first answer said, whatever was labelled since
+        assert await store.record([_tx("l-1", t, cents=big)]) == [(a.aggregates, True)]
+        if isinstance(store, RedisStore):  # a label keeps the record's expiry
+            ttl = await store.client.call("TTL", "fraud:tx:" + id_key("l-1"))
+            assert 37 * DAY_S < ttl <= 37 * DAY_S + 300
+
+    async def run() -> None:
+        store = _store(kind, redis_server.url)
         try:
-            (first,) = await store.record([_tx("old-1", t)])
-            redis.Redis.from_url(redis_server.url).hdel("fraud:tx:" + id_key("old-1"), "p")
-            (again,) = await store.record([_tx("old-1", t, customer="c-2", cents=5)])
-            assert again == (first.aggregates, True)
-            with pytest.raises(TransactionConflict, match=re.escape("(terminal_id, timestamp)")):
-                await store.record([_tx("old-1", t + 1, terminal="m-2")])
+            await scenario(store)
         finally:
             await store.close()
 
-    asyncio.run(scenario())
+    asyncio.run(run())

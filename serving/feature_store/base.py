@@ -14,6 +14,7 @@ a recorded transaction fraud or genuine.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Sequence
 from typing import NamedTuple, Protocol
 
@@ -61,6 +62,13 @@ FINGERPRINT_FIELDS = ("customer_id", "terminal_id", "amount", "timestamp")
 def fingerprint(tx: Transaction) -> tuple[str, str, int, int]:
     """What a retry of ``tx`` must repeat, in the order of ``FINGERPRINT_FIELDS``."""
     return (tx.customer, tx.terminal, tx.cents, tx.time_s)
+
+
+def customer_hash(customer: str) -> int:
+    """CRC-32 of a customer key, what a store keeps of it for a retry to repeat: stable
+    across processes and stores (a snapshot or a Redis record outlives one), unlike ``hash``.
+    Two customers colliding (2**-32) would let one's id pass as the other's retry."""
+    return zlib.crc32(customer.encode("utf-8", "surrogatepass"))
 
 
 def differing_fields(recorded: Sequence[object], sent: Sequence[object]) -> list[str]:

@@ -34,7 +34,6 @@ from __future__ import annotations
 import logging
 import os
 import pickle
-import zlib
 from array import array
 from collections.abc import Sequence
 from pathlib import Path
@@ -46,6 +45,7 @@ from serving.feature_store.base import (
     Recorded,
     Transaction,
     conflict_message,
+    customer_hash,
     customer_horizon_s,
     differing_fields,
     fingerprint,
@@ -133,12 +133,6 @@ class Records:
         self.first += 1
         if self.first % BLOCK == 0:
             del self.blocks[0]
-
-
-def customer_hash(customer: str) -> int:
-    """CRC-32 of a customer key: stable across processes (a snapshot outlives one), unlike
-    ``hash``. Two customers colliding (2**-32) would let one's id pass as the other's retry."""
-    return zlib.crc32(customer.encode("utf-8", "surrogatepass"))
 
 
 def aggregates_at(block: _Block, at: int) -> tuple[int, ...]:

@@ -24,13 +24,18 @@ from serving.feature_store.base import (
     too_old_message,
 )
 from serving.feature_store.redis_scripts import (
-    LABEL,
+    AGGREGATES,
     LATEST_KEY,
     SEPARATOR,
     keys_for,
+    label_script,
     record_script,
+    script_args,
+    transaction_args,
 )
 from serving.feature_store.resp import RedisClient, ReplyError, Script
+
+_REPLAYED = ord("1")
 
 
 class RedisStore:
@@ -42,7 +47,7 @@ class RedisStore:
         # a password in the URL wins over ``password``
         self.client = RedisClient(url, password=password, connect_timeout_s=deadline_s)
         self._record = Script(record_script())
-        self._label = Script(LABEL)
+        self._label = Script(label_script())
 
     async def _run(self, script: Script, keys: list[str], args: list[str]) -> Any:
         try:
@@ -57,23 +62,26 @@ class RedisStore:
     async def record(
         self, transactions: Sequence[Transaction], backfill: bool = False
     ) -> list[Recorded]:
-        keys, args = [LATEST_KEY], [str(self.max_skew_s), "1" if backfill else "0"]
+        keys, args = [LATEST_KEY], script_args(self.max_skew_s, backfill)
         for tx in transactions:
             if SEPARATOR in tx.key:  # ids are printable; the parser refused anything else
                 raise ValueError(f"id key {tx.key!r} holds the member separator")
             keys += keys_for(tx.customer, tx.terminal, tx.key)
-            args += [tx.key, str(tx.time_s), str(tx.cents)]
-        status, index, latest, answers = await self._run(self._record, keys, args)
-        out = [_parse(answer) for answer in answers]
-        if status == b"old":
+            args += transaction_args(tx)
+        status, index, detail, answers = await self._run(self._record, keys, args)
+        if status == b"old":  # detail: the latest event time
             tx = transactions[int(index)]
-            raise EventTooOld(too_old_message(tx, int(latest), self.max_skew_s))
-        if status == b"conflict":  # latest: the differing fields, comma-separated
-            fields = latest.decode().split(",")
+            raise EventTooOld(too_old_message(tx, int(detail), self.max_skew_s))
+        if status == b"conflict":  # detail: the differing fields, comma-separated
+            fields = detail.decode().split(",")
             raise TransactionConflict(
                 conflict_message(transactions[int(index)], fields), int(index)
             )
-        return out
+        # detail: b"0" or b"1" (replayed) per transaction
+        unpack = AGGREGATES.unpack
+        return [
+            Recorded(unpack(a), flag == _REPLAYED) for a, flag in zip(answers, detail, strict=True)
+        ]
 
     async def label(self, labels: Sequence[Label]) -> list[bool]:
         keys = [keys_for("", "", label.key)[3] for label in labels]
@@ -83,8 +91,3 @@ class RedisStore:
 
     async def close(self) -> None:
         await self.client.close()
-
-
-def _parse(answer: bytes) -> Recorded:
-    replayed, _, aggregates = answer.partition(b":")
-    return Recorded(tuple(int(v) for v in aggregates.split(b",")), replayed == b"1")
