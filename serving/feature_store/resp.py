@@ -4,7 +4,7 @@ Each request of the transaction path is one script call, so the client's own cos
 command is paid on every scored transaction. redis-py's asyncio client spends ~105 us of
 its own per command on this machine (a PING with redis-server on the same core: 137 us
 against 31 us over a bare asyncio protocol; benchmarks/RESULTS.md, "Feature store client").
-This client is that bare protocol plus what the store needs: commands written as RESP
+This client is that bare protocol plus what the store needs: commands packed by hiredis as RESP
 arrays on one connection, replies matched to callers in order (any number in flight:
 concurrent requests of a worker share the connection, pipelined), parsed by hiredis's C
 reader; ``redis://``, ``rediss://`` (TLS, certificate and host name verified) and
@@ -86,23 +86,9 @@ def parse_url(url: str) -> Address:
 
 
 def encode(args: Sequence[Arg]) -> bytes:
-    """One command as a RESP array of bulk strings (built as one str when every argument
-    is ASCII text, the store's case: a quarter cheaper than joining bytes per argument)."""
-    parts = [f"*{len(args)}\r\n"]
-    for arg in args:
-        text = arg if type(arg) is str else str(arg) if type(arg) is int else None
-        if text is None or not text.isascii():
-            return _encode_bytes(args)
-        parts.append(f"${len(text)}\r\n{text}\r\n")
-    return "".join(parts).encode()
-
-
-def _encode_bytes(args: Sequence[Arg]) -> bytes:
-    out = [b"*%d\r\n" % len(args)]
-    for arg in args:
-        data = arg if isinstance(arg, bytes) else str(arg).encode()
-        out.append(b"$%d\r\n%b\r\n" % (len(data), data))
-    return b"".join(out)
+    """One command as a RESP array of bulk strings (text as UTF-8): hiredis's C packer, 2.5
+    us for a transaction's 23 arguments where building the string in Python took 6.3 us."""
+    return hiredis.pack_command(tuple(args))  # type: ignore[arg-type]  # its stub: 1-tuples
 
 
 class _Connection(asyncio.Protocol):
