@@ -135,19 +135,23 @@ def ceiling(package: Path, rates: list[float], seconds: float, connections: int)
         for rate in rates:
             flood = run(server.port, post(VALID), [(seconds, rate)], connections, wait_s=30)
             answered = flood.records[flood.records["status"] > 0]
-            latency_ms = answered["latency_ns"] / 1e6
-            p50, p99 = np.percentile(latency_ms, [50, 99]) if len(answered) else (np.nan,) * 2
+            sent = flood.records[flood.records["sent_ns"] >= 0]
             shed = int((answered["status"] == 503).sum())
+            requests, cpu_s = flood.summary["requests"], flood.summary["cpu_s"]
             rows.append(
                 {
                     "rate_rps": rate,
-                    "requests": flood.summary["requests"],
+                    "requests": requests,
                     "answered_503": shed,
-                    "not_503": flood.summary["requests"] - shed,
-                    "p50_ms": round(float(p50), 3),
-                    "p99_ms": round(float(p99), 3),
-                    "max_ms": round(float(latency_ms.max()), 3) if len(answered) else None,
+                    "not_503": requests - shed,
+                    **_percentiles_ms("latency", answered["latency_ns"]),
+                    # due -> written: the generator's own lateness plus any wait for a
+                    # free connection
+                    **_percentiles_ms("send_lag", sent["sent_ns"]),
                     "dispatch_lag_max_us": flood.summary["dispatch_lag_max_us"],
+                    # its CPU time per request, whatever else the host ran meanwhile
+                    "generator_cpu_us_per_request": round(cpu_s / requests * 1e6, 2),
+                    "generator_one_core_rps": round(requests / cpu_s) if cpu_s else None,
                 }
             )
             print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
@@ -156,6 +160,18 @@ def ceiling(package: Path, rates: list[float], seconds: float, connections: int)
         "seconds": seconds,
         "shedding_server_wrk_rps": round(refused["rps"]),
         "rates": rows,
+    }
+
+
+def _percentiles_ms(name: str, values_ns: np.ndarray) -> dict[str, float | None]:
+    """p50, p99 and max of ``values_ns`` in ms, as ``{name}_p50_ms`` etc. (None when empty)."""
+    if not len(values_ns):
+        return {f"{name}_{p}_ms": None for p in ("p50", "p99", "max")}
+    p50, p99, top = np.percentile(values_ns / 1e6, [50, 99, 100])
+    return {
+        f"{name}_p50_ms": round(float(p50), 3),
+        f"{name}_p99_ms": round(float(p99), 3),
+        f"{name}_max_ms": round(float(top), 3),
     }
 
 
