@@ -24,7 +24,8 @@ not measure. Figures, not assertions: nothing here runs in ``make test``.
   over 2x capacity pre-opened connections by ``benchmarks.flood`` (C; ``Flood``): how
   fast the 503s come, the slowest 200, and the seconds after the spike until p99 (100 ms
   buckets) is back to normal; ``generator`` holds the generator's own counts (requests lost
-  with their connection, unanswered, its largest dispatch lag).
+  with their connection, unanswered, those that waited for a free connection, its largest
+  dispatch lag).
 - refusal: what a refusal costs against a scored request, one worker each: wrk (16
   connections, single-record JSON, 3 s) alternately on our server and on the same server
   held in overload (``benchmarks.shedding_server``: every request refused with 503), for

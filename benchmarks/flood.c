@@ -545,10 +545,11 @@ int main(int argc, char **argv)
     }
     printf("{\"requests\": %lld, \"answered\": %lld, \"lost\": %lld, \"unanswered\": %lld, "
            "\"connections\": %d, \"connections_warm\": %d, \"connections_failed\": %d, "
-           "\"connections_lost\": %d, \"bad_responses\": %d, \"dispatch_lag_max_us\": %.1f, "
-           "\"cpu_s\": %.3f}\n",
+           "\"connections_lost\": %d, \"bad_responses\": %d, \"waited_for_connection\": %lld, "
+           "\"dispatch_lag_max_us\": %.1f, \"cpu_s\": %.3f}\n",
            (long long)g.n_records, (long long)answered, (long long)lost, (long long)unanswered,
-           g.n_conns, g.warmed, g.failed, g.lost_conns, g.bad_responses, g.lag_max_ns / 1e3,
+           g.n_conns, g.warmed, g.failed, g.lost_conns, g.bad_responses, (long long)g.fifo_tail,
+           g.lag_max_ns / 1e3,
            busy_s);
     return 0;
 }

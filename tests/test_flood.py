@@ -139,6 +139,7 @@ def test_requests_finding_no_idle_connection_wait_and_go_in_schedule_order() -> 
     assert (np.diff(sent_at) >= 0).all()  # first due, first sent
     assert (r["latency_ns"] > r["sent_ns"]).all()
     assert set(r["connection"].tolist()) == {0, 1}
+    assert 0 < flooded.summary["waited_for_connection"] <= 18  # the first two went at once
 
 
 def test_requests_on_a_closed_connection_are_reported_lost_or_unanswered() -> None:
