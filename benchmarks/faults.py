@@ -20,9 +20,12 @@ not measure. Figures, not assertions: nothing here runs in ``make test``.
   the killed worker's connections), seconds from the kill to the replacement's ``ready``
   line (expected < 2), and every request answered 200 found in the decision log and the
   capture files (expected: all).
-- overload: 5 s at 50 % of capacity, 5 s at ``--factor`` (3) times it, 5 s at 50 %: how
+- overload: 5 s at 50 % of capacity, 5 s at ``--factor`` (3) times it, 5 s at 50 %, sent
+  over 2x capacity pre-opened connections by ``benchmarks.flood`` (C; ``Flood``): how
   fast the 503s come, the slowest 200, and the seconds after the spike until p99 (100 ms
-  buckets) is back to normal.
+  buckets) is back to normal; ``generator`` holds the generator's own counts (requests lost
+  with their connection, unanswered, those that waited for a free connection, its largest
+  dispatch lag).
 - refusal: what a refusal costs against a scored request, one worker each: wrk (16
   connections, single-record JSON, 3 s) alternately on our server and on the same server
   held in overload (``benchmarks.shedding_server``: every request refused with 503), for
@@ -32,19 +35,16 @@ not measure. Figures, not assertions: nothing here runs in ``make test``.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import calendar
 import gc
 import json
 import os
-import resource
 import signal
 import socket
 import sys
 import tempfile
 import threading
 import time
-from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,7 +53,7 @@ from typing import Any
 import numpy as np
 import psutil
 
-from benchmarks import servers, wrk
+from benchmarks import flood, servers, wrk
 from benchmarks.errors import BenchError, MeasurementFailed
 from benchmarks.open_loop import _read_response
 
@@ -336,138 +336,42 @@ def kill(package: Path) -> dict[str, Any]:
     return result
 
 
-class _Client(asyncio.Protocol):
-    """One keep-alive connection of ``Flood``: one request at a time."""
-
-    def __init__(self, flood: Flood) -> None:
-        self.flood = flood
-        self.transport: asyncio.Transport | None = None
-        self.buffer = bytearray()
-        self.pending: tuple[float, float] | None = None  # (offset, scheduled)
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def send(self, offset: float, scheduled: float) -> None:
-        assert self.transport is not None
-        self.pending = (offset, scheduled)
-        self.transport.write(self.flood.request)
-
-    def data_received(self, data: bytes) -> None:
-        self.buffer += data
-        end = self.buffer.find(b"\r\n\r\n")
-        if end < 0 or self.pending is None:
-            return
-        length = 0
-        for line in bytes(self.buffer[:end]).split(b"\r\n")[1:]:
-            if line[:15].lower() == b"content-length:":
-                length = int(line[15:])
-        if len(self.buffer) < end + 4 + length:
-            return
-        status = int(self.buffer[9:12])
-        del self.buffer[: end + 4 + length]
-        self.flood.done(self, status)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self.pending is not None:
-            self.flood.done(self, 0, lost=True)
-
-
-WARM_CHUNK = 200
-
-
 class Flood:
     """Open-loop traffic with far more connections than the server can serve at once
-    (``connections``, opened before the run, uvloop protocols): each request goes out at
-    its scheduled time on an idle connection, so an overloaded server sees the crowd of
-    waiting clients it would in production (the threaded ``Load`` caps the crowd at its 16
+    (``connections``, opened before the run; ``benchmarks.flood``, in C): each request goes
+    out at its scheduled time on an idle connection, so an overloaded server sees the crowd
+    of waiting clients it would in production (the threaded ``Load`` caps the crowd at its 16
     connections and waits in the generator instead). A request finding no idle connection
-    waits for one; that wait counts in its latency."""
+    waits for one; that wait counts in its latency. ``summary``: the generator's own counts
+    after a run (lost and unanswered requests, its largest dispatch lag)."""
 
     def __init__(self, port: int, connections: int) -> None:
         self.port = port
         self.connections = connections
-        self.request = (
-            "POST /invocations HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json"
-            f"\r\nContent-Length: {len(VALID)}\r\n\r\n"
-        ).encode() + VALID
-        self.samples: list[Sample] = []
-        self.idle: list[_Client] = []
-        self.backlog: deque[tuple[float, float]] = deque()
-        self.loop: asyncio.AbstractEventLoop | None = None
+        self.summary: dict[str, Any] = {}
 
     def run(self, phases: list[tuple[float, float]]) -> list[Sample]:
-        import uvloop
-
-        return uvloop.run(self._run(phases))
-
-    def done(self, client: _Client, status: int, lost: bool = False) -> None:
-        assert self.loop is not None and client.pending is not None
-        offset, scheduled = client.pending
-        client.pending = None
-        self.samples.append(Sample(offset, False, status, self.loop.time() - scheduled, ""))
-        if lost:
-            return
-        if self.backlog:
-            client.send(*self.backlog.popleft())
-        else:
-            self.idle.append(client)
-
-    def _send(self, offset: float, scheduled: float) -> None:
-        if self.idle:
-            self.idle.pop().send(offset, scheduled)
-        else:
-            self.backlog.append((offset, scheduled))
-
-    async def _run(self, phases: list[tuple[float, float]]) -> list[Sample]:
-        loop = self.loop = asyncio.get_running_loop()
-        for _ in range(self.connections):
-            _, client = await loop.create_connection(lambda: _Client(self), "127.0.0.1", self.port)
-            self.idle.append(client)
-        # one round trip on every connection first, a few hundred at a time: the client's
-        # handshake completes before the server accepts, and a storm of thousands overflows
-        # the listen backlog; a connection still unaccepted would cost its first measured
-        # request seconds of SYN-ACK retransmits, a generator artefact, not the server
-        for k in range(0, self.connections, WARM_CHUNK):
-            expected = min(self.connections, k + WARM_CHUNK)
-            batch, self.idle = self.idle[: expected - k], self.idle[expected - k :]
-            for client in batch:
-                client.send(0.0, loop.time())
-            deadline = loop.time() + 30
-            while len(self.samples) < expected and loop.time() < deadline:
-                await asyncio.sleep(0.005)
-        self.samples.clear()
-        slots: list[float] = []
-        offset = 0.0
-        for seconds, rate in phases:
-            slots += [offset + k / rate for k in range(int(seconds * rate))]
-            offset += seconds
-        start = loop.time() + 0.2
-        i = 0
-        while i < len(slots):
-            now = loop.time()
-            while i < len(slots) and start + slots[i] <= now:
-                self._send(slots[i], start + slots[i])
-                i += 1
-            await asyncio.sleep(0.000_5)
-        deadline = loop.time() + 60
-        while len(self.samples) < len(slots) and loop.time() < deadline:
-            await asyncio.sleep(0.05)
-        for client in self.idle:
-            if client.transport is not None:
-                client.transport.close()
-        return sorted(self.samples, key=lambda s: s.scheduled_s)
+        """Every scheduled request, in schedule order: status 0 when its connection was
+        lost, -1 (latency NaN) when it had no answer a minute after the last one was due."""
+        flooded = flood.run(self.port, flood.post(VALID), phases, self.connections)
+        self.summary = flooded.summary
+        r = flooded.records
+        scheduled_s = (r["scheduled_ns"] / 1e9).tolist()
+        latency_s = np.where(r["status"] < 0, np.nan, r["latency_ns"] / 1e9).tolist()
+        return [
+            Sample(t, False, status, latency, "")
+            for t, status, latency in zip(scheduled_s, r["status"].tolist(), latency_s, strict=True)
+        ]
 
 
 def overload(package: Path, factor: float) -> dict[str, Any]:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # thousands of client sockets
+    hard = flood.open_files()  # thousands of client sockets
     with tempfile.TemporaryDirectory() as tmp, _server(package, {}, Path(tmp)) as server:
         capacity = _capacity(server.port)
         normal, spike = 0.5 * capacity, factor * capacity
         # more waiting clients than the server can answer within its deadline
-        flood = Flood(server.port, connections=min(hard - 256, max(256, int(2 * capacity))))
-        samples = flood.run([(5.0, normal), (5.0, spike), (5.0, normal)])
+        crowd = Flood(server.port, connections=min(hard - 256, max(256, int(2 * capacity))))
+        samples = crowd.run([(5.0, normal), (5.0, spike), (5.0, normal)])
     before = [s for s in samples if s.scheduled_s < 5.0]
     during = [s for s in samples if 5.0 <= s.scheduled_s < 10.0]
     after = [s for s in samples if s.scheduled_s >= 10.0]
@@ -484,7 +388,7 @@ def overload(package: Path, factor: float) -> dict[str, Any]:
         "capacity_rps": capacity,
         "normal_rps": normal,
         "spike_offered_rps": spike,
-        "connections": flood.connections,
+        "connections": crowd.connections,
         "normal_p99_ms": normal_p99,
         "spike_200": len(served),
         "spike_503": len(shed),
@@ -496,6 +400,7 @@ def overload(package: Path, factor: float) -> dict[str, Any]:
         "recovery_bound_ms": bound_ms,
         "recovered_after_s": None if recovered is None else round(recovered - 10.0, 2),
         "after_p99_ms_by_100ms": [round(p, 2) for _, p in buckets[:20]],
+        "generator": crowd.summary,
     }
     problems = []
     if result["spike_other"]:
