@@ -9,7 +9,8 @@ with times one second apart per request and a new id prefix and time base per ru
 event is refused as too old. ``--only memory`` loads the simulator's traffic into the
 embedded store (tracemalloc) and into a redis-server (``used_memory``) and prints bytes per
 customer; ``--only feature-step`` times the embedded store's step alone; ``--only http``
-runs the HTTP part alone.
+runs the HTTP part alone; ``--only replay`` splits the embedded gap into fresh and replayed
+transactions.
 """
 
 from __future__ import annotations
@@ -225,6 +226,45 @@ def http(package: Path, store_url: str | None, rounds: int, seconds: float) -> d
     }
 
 
+def replay_split(package: Path, rounds: int, seconds: float) -> dict[str, Any]:
+    """Where the embedded c=1 gap goes: per round a run of fresh transactions, then one
+    transaction (dated after that run, so never too old) sent again and again (a replay:
+    parsed, found in the records, scored and answered, no window touched), then the vector;
+    the medians of fresh - vector and replay - vector."""
+    vector = bodies()["json1"][0]
+    fresh: list[float] = []
+    replay: list[float] = []
+    vec: list[float] = []
+    with servers.running("ours", package, extra_env={"FRAUD_STORE_PATH": ""}) as port:
+        wrk.run(port, vector, 1, 1)
+        wrk.run_script(port, _script(0, 100_000), 1, 1)
+        for run in range(1, rounds + 1):
+            tx = {
+                "transaction_id": f"replayed-{run}",
+                "customer_id": "c-1",
+                "terminal_id": "m-1",
+                "amount": 12.25,
+                "timestamp": T0 + run * 10_000_000 + 5_000_000,
+            }
+            body = json.dumps({"transactions": [tx]}).encode()
+            results = (
+                wrk.run_script(port, _script(run, 100_000), 1, seconds),
+                wrk.run(port, body, 1, seconds),
+                wrk.run(port, vector, 1, seconds),
+            )
+            if any(r["non_2xx"] for r in results):
+                raise RuntimeError(f"non-2xx answers in round {run}: {results}")
+            for out, r in zip((fresh, replay, vec), results, strict=True):
+                out.append(r["p50_us"])
+    return {
+        "fresh_p50_us": fresh,
+        "replay_p50_us": replay,
+        "vector_p50_us": vec,
+        "fresh_gap_us": statistics.median(f - v for f, v in zip(fresh, vec, strict=True)),
+        "replay_gap_us": statistics.median(r - v for r, v in zip(replay, vec, strict=True)),
+    }
+
+
 def _wait_for(url: str, timeout_s: float = 20.0) -> None:
     import redis
 
@@ -284,15 +324,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--redis", action="store_true", help="also with a local redis-server")
     parser.add_argument(
         "--only",
-        choices=("feature-step", "memory", "http"),
+        choices=("feature-step", "memory", "http", "replay"),
         help="one part: the feature step (in process), memory per customer of both stores, "
-        "or the HTTP pairs and throughput (with --redis, for both stores)",
+        "the HTTP pairs and throughput (with --redis, for both stores), or the embedded "
+        "gap split into fresh and replayed transactions",
     )
     parser.add_argument("--customers", type=int, help="customers for --only (default per part)")
     args = parser.parse_args(argv)
     if args.only == "feature-step":
         customers = args.customers or 100_000
         print(json.dumps(feature_step_us(customers), indent=2))
+        return 0
+    if args.only == "replay":
+        print(json.dumps(replay_split(args.package.resolve(), args.rounds, args.seconds), indent=2))
         return 0
     if args.only == "memory":
         print(json.dumps(memory(args.customers or 20_000), indent=2))
