@@ -14,7 +14,7 @@ keep times and running amount totals in ``array('q')``; records are columns in b
 ``BLOCK`` arrivals (aggregates in arrays, the terminal as a reference to its windows, the
 label as a byte, and what a retry must repeat: the cents and a CRC-32 of the customer key),
 found through one dict from id key to arrival number, and a block is freed once its last
-record has left. 20.6 kB per customer at the simulator's traffic against 45.8 kB with an
+record has left. 20.7 kB per customer at the simulator's traffic against 45.8 kB with an
 object per record and a tuple per event (``python -m benchmarks.transaction_bench --only
 memory``; benchmarks/RESULTS.md, "Feature store memory"). A snapshot in an earlier format
 is not read (logged; the store starts empty, as after an unreadable one).
