@@ -55,7 +55,7 @@ import psutil
 
 from benchmarks import flood, servers, wrk
 from benchmarks.errors import BenchError, MeasurementFailed
-from benchmarks.open_loop import _read_response
+from benchmarks.open_loop import _read_response, post_request
 
 VALID = b'{"instances": [[42.5,0,1,2,40.0,9,51.2,40,48.7,3,0.0,20,0.05,90,0.01]]}'
 MALFORMED = (
@@ -93,12 +93,8 @@ class Load:
         malformed = self.malformed_every > 0 and i % self.malformed_every == 0
         if malformed:
             body, content_type = MALFORMED[(i // self.malformed_every) % len(MALFORMED)]
-        head = (
-            f"POST /invocations HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {content_type}\r\n"
-            f"X-Amzn-SageMaker-Inference-Id: {self.prefix}-{i}\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n"
-        )
-        return head.encode() + body, malformed
+        inference_id = f"X-Amzn-SageMaker-Inference-Id: {self.prefix}-{i}\r\n"
+        return post_request(body, content_type, headers=inference_id), malformed
 
     def run(self, phases: list[tuple[float, float]], t0: float | None = None) -> list[Sample]:
         """``phases``: (seconds, req/s) one after the other; the samples of all of them."""
@@ -353,7 +349,7 @@ class Flood:
     def run(self, phases: list[tuple[float, float]]) -> list[Sample]:
         """Every scheduled request, in schedule order: status 0 when its connection was
         lost, -1 (latency NaN) when it had no answer a minute after the last one was due."""
-        flooded = flood.run(self.port, flood.post(VALID), phases, self.connections)
+        flooded = flood.run(self.port, post_request(VALID), phases, self.connections)
         self.summary = flooded.summary
         r = flooded.records
         scheduled_s = (r["scheduled_ns"] / 1e9).tolist()

@@ -36,6 +36,7 @@ import numpy as np
 
 from benchmarks import servers, wrk
 from benchmarks.errors import BenchError, MeasurementFailed, ToolMissing
+from benchmarks.open_loop import post_request
 
 SOURCE = Path(__file__).with_name("flood.c")
 BINARY = Path(__file__).resolve().parents[1] / "build" / "flood"
@@ -73,15 +74,6 @@ def binary() -> Path:
         raise ToolMissing(f"cc could not build {SOURCE}:\n{done.stderr[-2_000:]}")
     os.replace(partial, BINARY)  # a concurrent run sees the old binary or the new, never half
     return BINARY
-
-
-def post(body: bytes, content_type: str = "application/json") -> bytes:
-    """The bytes of one ``POST /invocations`` carrying ``body``."""
-    head = (
-        f"POST /invocations HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {content_type}\r\n"
-        f"Content-Length: {len(body)}\r\n\r\n"
-    )
-    return head.encode() + body
 
 
 def open_files() -> int:
@@ -133,7 +125,7 @@ def ceiling(package: Path, rates: list[float], seconds: float, connections: int)
         wrk.run(server.port, VALID, 16, 2)  # warm-up
         refused = wrk.run(server.port, VALID, 16, 3)
         for rate in rates:
-            flood = run(server.port, post(VALID), [(seconds, rate)], connections, wait_s=30)
+            flood = run(server.port, post_request(VALID), [(seconds, rate)], connections, wait_s=30)
             answered = flood.records[flood.records["status"] > 0]
             sent = flood.records[flood.records["sent_ns"] >= 0]
             shed = int((answered["status"] == 503).sum())

@@ -22,6 +22,18 @@ import time
 import numpy as np
 
 
+def post_request(
+    body: bytes, content_type: str = "application/json", host: str = "127.0.0.1", headers: str = ""
+) -> bytes:
+    """The bytes of one ``POST /invocations`` carrying ``body``; ``headers``: more header
+    lines, each ending in CRLF."""
+    head = (
+        f"POST /invocations HTTP/1.1\r\nHost: {host}\r\nContent-Type: {content_type}\r\n"
+        f"{headers}Content-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
 def _read_response(sock: socket.socket, buffer: bytearray) -> int:
     """Read one HTTP/1.1 response (Content-Length framed); return its status."""
     while b"\r\n\r\n" not in buffer:
@@ -58,10 +70,7 @@ def run(
     scheduled slots i = k, k + connections, ...; time.sleep is precise to ~0.1 ms, far finer
     than an event loop's millisecond timers. ``samples``, when given, receives every
     latency in microseconds (for histograms)."""
-    payload = (
-        f"POST /invocations HTTP/1.1\r\nHost: {host}\r\nContent-Type: "
-        f"{content_type}\r\nContent-Length: {len(body)}\r\n\r\n"
-    ).encode() + body
+    payload = post_request(body, content_type, host)
     n = int(rate * seconds)
     start = time.perf_counter() + 0.2
     latencies: list[list[float]] = [[] for _ in range(connections)]

@@ -17,6 +17,7 @@ import pytest
 
 from benchmarks import flood, servers
 from benchmarks.faults import VALID, Flood
+from benchmarks.open_loop import post_request
 
 pytestmark = pytest.mark.skipif(
     shutil.which("cc") is None, reason="no C compiler to build benchmarks/flood.c"
@@ -115,7 +116,7 @@ def test_statuses_are_parsed_from_answers_split_across_reads() -> None:
     connections = 6
     with _raw_server(answer) as port:
         # chunks of 4: two warm-up rounds, the second short
-        flooded = flood.run(port, flood.post(VALID), [(0.6, 100.0)], connections, warm_chunk=4)
+        flooded = flood.run(port, post_request(VALID), [(0.6, 100.0)], connections, warm_chunk=4)
     r = flooded.records
     assert len(r) == 60
     # the warm-up round trips come first, then one answer per scheduled request
@@ -132,7 +133,7 @@ def test_requests_finding_no_idle_connection_wait_and_go_in_schedule_order() -> 
         return [_response(200, b"ok")]
 
     with _raw_server(answer) as port:
-        flooded = flood.run(port, flood.post(VALID), [(0.2, 100.0)], 2)
+        flooded = flood.run(port, post_request(VALID), [(0.2, 100.0)], 2)
     r = flooded.records
     assert (r["status"] == 200).all() and len(r) == 20
     sent_at = r["scheduled_ns"] + r["sent_ns"]
@@ -145,7 +146,7 @@ def test_requests_finding_no_idle_connection_wait_and_go_in_schedule_order() -> 
 def test_requests_on_a_closed_connection_are_reported_lost_or_unanswered() -> None:
     # answers the warm-up round trip, then closes each connection on its next request
     with _raw_server(lambda n: [_response(200, b"ok")] if n == 1 else None) as port:
-        flooded = flood.run(port, flood.post(VALID), [(0.5, 40.0)], 4, wait_s=2.0)
+        flooded = flood.run(port, post_request(VALID), [(0.5, 40.0)], 4, wait_s=2.0)
     r = flooded.records
     assert len(r) == 20
     lost, unsent = r[r["status"] == 0], r[r["status"] != 0]

@@ -39,17 +39,19 @@ from __future__ import annotations
 import struct
 
 from core.windows import (
-    CUSTOMER_RETENTION_S,
     CUSTOMER_WINDOWS_S,
     LABEL_DELAY_S,
-    TERMINAL_RETENTION_S,
     TERMINAL_WINDOWS_S,
 )
-from serving.feature_store.base import Transaction, customer_hash
+from serving.feature_store.base import (
+    Transaction,
+    customer_hash,
+    customer_horizon_s,
+    record_ttl_s,
+)
 
 LATEST_KEY = "fraud:latest"
 SEPARATOR = "\x1f"  # below every character an id may hold (ids are printable)
-KEYS_PER_TRANSACTION = 4
 ARGS_PER_TRANSACTION = 11
 PRUNE_EVERY = 8  # a customer's events past retention are removed at every 8th of its events
 # customer (count, cents) x 3 windows, then terminal (count, frauds) x 3 windows; counts are
@@ -66,12 +68,13 @@ def keys_for(customer: str, terminal: str, key: str) -> list[str]:
 
 def script_args(max_skew_s: int, backfill: bool) -> list[str]:
     """The record script's leading arguments: the skew, the backfill flag and the expiry of
-    customer keys and of terminal keys and records, in seconds."""
+    customer keys and of terminal keys and records, in seconds (``base``'s horizons: no
+    accepted event reads past them). The same for every call of a store: made once."""
     return [
         str(max_skew_s),
         "1" if backfill else "0",
-        str(CUSTOMER_RETENTION_S + max_skew_s),
-        str(TERMINAL_RETENTION_S + max_skew_s),
+        str(-customer_horizon_s(0, max_skew_s)),
+        str(record_ttl_s(max_skew_s)),
     ]
 
 

@@ -47,6 +47,7 @@ class RedisStore:
         # a password in the URL wins over ``password``
         self.client = RedisClient(url, password=password, connect_timeout_s=deadline_s)
         self._record = Script(record_script())
+        self._head = {b: script_args(max_skew_s, b) for b in (False, True)}  # by backfill
         self._label = Script(label_script())
 
     async def _run(self, script: Script, keys: list[str], args: list[str]) -> Any:
@@ -62,7 +63,7 @@ class RedisStore:
     async def record(
         self, transactions: Sequence[Transaction], backfill: bool = False
     ) -> list[Recorded]:
-        keys, args = [LATEST_KEY], script_args(self.max_skew_s, backfill)
+        keys, args = [LATEST_KEY], list(self._head[backfill])
         for tx in transactions:
             if SEPARATOR in tx.key:  # ids are printable; the parser refused anything else
                 raise ValueError(f"id key {tx.key!r} holds the member separator")
