@@ -150,6 +150,47 @@ def test_a_stalled_command_times_out_and_the_next_one_reconnects(
     asyncio.run(run())
 
 
+def test_commands_past_the_timeout_fail_and_close_their_connection(
+    redis_server: RedisServer,
+) -> None:
+    """``timeout_s``: the command waiting longest fails with TimeoutError at its deadline,
+    those pipelined behind it fail with the connection, and the next command reconnects;
+    commands answered in time leave the connection open."""
+
+    async def run() -> None:
+        client = RedisClient(redis_server.url, timeout_s=0.1)
+        other = RedisClient(redis_server.url)
+        for _ in range(50):  # answered in time: one connection throughout
+            assert await client.call("PING") == b"PONG"
+        first = client._connection
+        busy = asyncio.ensure_future(
+            other.call(
+                "EVAL",
+                "local t = redis.call('TIME') local e = t[1] * 1e6 + t[2] "
+                "repeat t = redis.call('TIME') until t[1] * 1e6 + t[2] > e + 1e6 "
+                "return 1",
+                0,
+            )
+        )
+        await asyncio.sleep(0.05)
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        waiting = [asyncio.ensure_future(client.call("PING")) for _ in range(3)]
+        results = await asyncio.gather(*waiting, return_exceptions=True)
+        waited = loop.time() - start
+        assert isinstance(results[0], TimeoutError)
+        assert all(isinstance(r, ConnectionError) for r in results[1:])
+        assert 0.1 <= waited < 0.6  # failed at the deadline, not when the server answered
+        assert not busy.done()
+        assert await busy == 1
+        assert await client.call("PING") == b"PONG"
+        assert client._connection is not first
+        await client.close()
+        await other.close()
+
+    asyncio.run(run())
+
+
 def test_auth(tmp_path: Path) -> None:
     srv = RedisServer(tmp_path, password="s3cret")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import signal
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -167,3 +168,45 @@ def test_a_redis_outage_is_answered_by_the_fallback_policy_and_backfilled(
     ]
     assert logged  # the outage is logged
     assert "backfill skipped a transaction" in srv.log.read_text()
+
+
+def test_a_stalled_redis_is_answered_within_the_deadline_and_backfilled(
+    small_package: Path, tmp_path: Path
+) -> None:
+    """A store that accepts connections but does not answer (SIGSTOP): requests are answered
+    by the fallback policy while it is still stopped, and once it runs again the next
+    request is scored normally with the stalled ones in its windows."""
+    (tmp_path / "redis").mkdir()
+    store = RedisServer(tmp_path / "redis")
+    srv = Server(
+        _opt_ml(tmp_path, small_package),
+        {"FRAUD_FEATURE_STORE": store.url, "FRAUD_STORE_DEADLINE_MS": "100"},
+    )
+    srv.wait_healthy()
+    clock = itertools.count(T0)
+    sent = itertools.count(1)
+
+    def mine() -> dict[str, object]:
+        item = _item(f"s-{next(sent)}", next(clock), "c-stall", "m-1", 10.0)
+        r = _send(srv, {"transactions": [item], "return_features": True})
+        assert r.status_code == 200, r.text
+        return r.json()["predictions"][0]
+
+    assert store.proc is not None
+    try:
+        assert not any(mine().get("degraded") for _ in range(3))
+        store.proc.send_signal(signal.SIGSTOP)
+        try:
+            during = [mine() for _ in range(3)]  # answered while the store is stopped
+        finally:
+            store.proc.send_signal(signal.SIGCONT)
+        assert all(p["degraded"] and p["score"] is None for p in during)
+        answer = mine()
+        for _ in range(200):  # until the client reconnects and the backlog is written
+            if not answer.get("degraded"):
+                break
+            answer = mine()
+        assert answer["features"]["customer_count_1d"] == next(sent) - 1  # type: ignore[index]
+    finally:
+        srv.stop()
+        store.stop()

@@ -11,7 +11,6 @@ become :class:`StoreUnavailable`.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from typing import Any
 
@@ -45,17 +44,17 @@ class RedisStore:
         self.max_skew_s = max_skew_s
         self.deadline_s = deadline_s
         # a password in the URL wins over ``password``
-        self.client = RedisClient(url, password=password, connect_timeout_s=deadline_s)
+        self.client = RedisClient(
+            url, password=password, connect_timeout_s=deadline_s, timeout_s=deadline_s
+        )
         self._record = Script(record_script())
         self._head = {b: script_args(max_skew_s, b) for b in (False, True)}  # by backfill
         self._label = Script(label_script())
 
     async def _run(self, script: Script, keys: list[str], args: list[str]) -> Any:
         try:
-            async with asyncio.timeout(self.deadline_s):
-                return await self.client.run(script, keys, args)
-        except TimeoutError as exc:
-            self.client.disconnect()
+            return await self.client.run(script, keys, args)
+        except TimeoutError as exc:  # the client closed the connection
             raise StoreUnavailable(f"feature store: no answer within {self.deadline_s} s") from exc
         except (OSError, ReplyError) as exc:
             raise StoreUnavailable(f"feature store: {type(exc).__name__}: {exc}") from exc
