@@ -7,9 +7,13 @@ against 31 us over a bare asyncio protocol; benchmarks/RESULTS.md, "Feature stor
 This client is that bare protocol plus what the store needs: commands packed by hiredis as RESP
 arrays on one connection, replies matched to callers in order (any number in flight:
 concurrent requests of a worker share the connection, pipelined), parsed by hiredis's C
-reader; ``redis://``, ``rediss://`` (TLS, certificate and host name verified) and
-``unix://`` URLs with a user, a password and a database; AUTH and SELECT on each connection;
-scripts by ``EVALSHA``, loaded on the first ``NOSCRIPT``.
+reader. The commands a pass of the event loop sends go out in one write at its end: with
+Redis on the server's core, each write wakes Redis, which then runs one command and wakes
+this process again; one write per pass lets it run them all at once (transactions per
+second at 16 connections, Redis on the server's core, 2-core build VM: 3,198 -> 4,459, in
+interleaved runs). URLs: ``redis://``, ``rediss://`` (TLS, certificate and host name
+verified) and ``unix://``, with a user, a password and a database; AUTH and SELECT on each
+connection; scripts by ``EVALSHA``, loaded on the first ``NOSCRIPT``.
 
 Failures: a connection that cannot be made or is lost fails every command waiting on it
 with :class:`ConnectionError`; the next command connects again. With ``timeout_s`` a
@@ -107,6 +111,7 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.lost: Exception | None = None
         self._watch: asyncio.TimerHandle | None = None
+        self._corked: list[bytes] = []
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
@@ -150,8 +155,17 @@ class _Connection(asyncio.Protocol):
         self.deadlines.append(deadline)
         if self._watch is None and deadline != math.inf:
             self._watch = loop.call_at(deadline, self._check)
-        self.transport.write(payload)
+        if not self._corked:
+            loop.call_soon(self._flush)
+        self._corked.append(payload)
         return future
+
+    def _flush(self) -> None:
+        """The commands sent in one pass of the loop, in one write (see the module)."""
+        payload = b"".join(self._corked)
+        self._corked.clear()
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(payload)
 
     def _check(self) -> None:
         """The timer: the oldest waiter past its deadline closes the connection; otherwise
