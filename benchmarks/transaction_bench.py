@@ -3,12 +3,14 @@ c=1 p50 gaps as interleaved pairs on one server, best throughput, and memory per
 
 Run by hand (``python -m benchmarks.transaction_bench``); never in tests. The full run times
 the feature step and the HTTP pairs. The server is pinned to one core and wrk to the other
-(``benchmarks.servers``); with ``--redis`` a ``redis-server`` is started on the server's core.
-Each wrk run sends fresh transaction ids (a Lua ``request`` function), so nothing is a replay,
-with times one second apart per request and a new id prefix and time base per run, so no
-event is refused as too old. ``--only memory`` loads the simulator's traffic into the
-embedded store (tracemalloc) and into a redis-server (``used_memory``) and prints bytes per
-customer; ``--only feature-step`` times the embedded store's step alone; ``--only http``
+(``benchmarks.servers``); with ``--redis`` a ``redis-server`` is started on the server's
+core. Each wrk run sends fresh transaction ids (a Lua ``request`` function), so nothing is a
+replay, with times one second apart per request and a new id prefix and time base per run,
+so no event is refused as too old. With ``--redis`` (and in the suite) Redis is measured
+twice: over TCP (the target's line: the transport a Redis on another host needs) and over a
+unix socket (a Redis on the same host). ``--only memory`` loads the simulator's traffic into
+the embedded store (tracemalloc) and into a redis-server (``used_memory``) and prints bytes
+per customer; ``--only feature-step`` times the embedded store's step alone; ``--only http``
 runs the HTTP part alone; ``--only replay`` splits the embedded gap into fresh and replayed
 transactions.
 """
@@ -173,13 +175,18 @@ def memory(customers: int) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def _redis_server() -> Iterator[str]:
+def _redis_server(unix: bool = False) -> Iterator[str]:
+    """A redis-server on the server's core; its URL over TCP, or with ``unix`` over a unix
+    socket (a Redis on the same host as the model server)."""
     port = servers.free_port()
     with tempfile.TemporaryDirectory() as tmp:
         cmd = ["redis-server", "--port", str(port), "--save", "", "--dir", tmp]
+        url = f"redis://127.0.0.1:{port}/0"
+        if unix:
+            cmd += ["--unixsocket", f"{tmp}/redis.sock"]
+            url = f"unix://{tmp}/redis.sock"
         proc = subprocess.Popen(servers.pinned(cmd, servers.SERVER_CORE), stdout=subprocess.DEVNULL)
         try:
-            url = f"redis://127.0.0.1:{port}/0"
             _wait_for(url)
             yield url
         finally:
@@ -293,6 +300,8 @@ def suite(package: Path, seconds: float, rounds: int = 10) -> dict[str, Any]:
     result["embedded"] = http(package, None, rounds, seconds)
     with _redis_server() as url:
         result["redis"] = http(package, url, rounds, seconds)
+    with _redis_server(unix=True) as url:
+        result["redis_unix"] = http(package, url, rounds, seconds)
     return result
 
 
@@ -307,10 +316,13 @@ def markdown(result: dict[str, Any]) -> str:
         "throughput, transaction / vector | target |",
         "|---|---:|---:|---:|---:|",
     ]
-    for store in ("embedded", "redis"):
-        r, t = result[store], TARGETS[store]
+    for store in ("embedded", "redis", "redis_unix"):
+        if store not in result:
+            continue
+        r, t = result[store], TARGETS[store.removesuffix("_unix")]
+        name = "redis, unix socket" if store == "redis_unix" else store
         lines.append(
-            f"| {store} | {r['median_gap_us']:+.0f} us | <= +{t['gap_us']:.0f} us | "
+            f"| {name} | {r['median_gap_us']:+.0f} us | <= +{t['gap_us']:.0f} us | "
             f"{r['throughput_ratio']:.2f} | >= {t['throughput_ratio']:.2f} |"
         )
     return "\n".join(lines)
@@ -346,6 +358,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.redis:
         with _redis_server() as url:
             result["redis"] = http(args.package.resolve(), url, args.rounds, args.seconds)
+        with _redis_server(unix=True) as url:
+            result["redis_unix"] = http(args.package.resolve(), url, args.rounds, args.seconds)
     print(json.dumps(result, indent=2))
     return 0
 
