@@ -4,8 +4,9 @@
 ASGI app on the same uvicorn stack; ``naive`` FastAPI + PyTorch eager scoring each request
 alone; ``ours_slowed`` is ours with a busy-wait added to every request (the regression the
 gate must catch; see ``benchmarks.slow_server``); ``ours_shedding`` is ours held in overload
-(every real-time request refused; ``benchmarks.shedding_server``). Load generators run on
-another core.
+(every real-time request refused; ``benchmarks.shedding_server``); ``ours_redis_floor`` is
+ours with a Redis record script that does no Redis work (``benchmarks.redis_floor_server``).
+Load generators run on another core.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from benchmarks.errors import ServerFailed
 
 SERVER_CORE = 0
 LOAD_CORE = 1
-SERVERS = ("ours", "http_floor", "naive", "ours_slowed", "ours_shedding")
+SERVERS = ("ours", "http_floor", "naive", "ours_slowed", "ours_shedding", "ours_redis_floor")
 
 
 def free_port() -> int:
@@ -70,6 +71,8 @@ def command(
         return [py, "-m", "benchmarks.slow_server"], {**ours_env, "BENCH_SLOW_US": str(slow_us)}
     if name == "ours_shedding":
         return [py, "-m", "benchmarks.shedding_server"], ours_env
+    if name == "ours_redis_floor":
+        return [py, "-m", "benchmarks.redis_floor_server"], ours_env
     if name == "http_floor":
         return [*uvicorn, "benchmarks.floor_app:app"], {}
     if name == "naive":

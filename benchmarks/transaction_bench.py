@@ -204,33 +204,46 @@ def _script(run: int, customers: int) -> str:
 
 def http(package: Path, store_url: str | None, rounds: int, seconds: float) -> dict[str, Any]:
     """c=1 p50: transaction vs feature vector on one server, ``rounds`` interleaved pairs;
-    best req/s of each over LEVELS connections."""
+    best req/s of each over LEVELS connections. With Redis, each round also times the
+    transaction path of a second server whose record script does no Redis work
+    (``benchmarks.redis_floor_server``): the round trip's own share of the gap."""
     env = {"FRAUD_STORE_PATH": ""}
     if store_url is not None:
         env["FRAUD_FEATURE_STORE"] = store_url
     vector = bodies()["json1"][0]
     run = iter(range(1_000_000))
-    with servers.running("ours", package, extra_env=env) as port:
-        wrk.run(port, vector, 1, 1)
-        wrk.run_script(port, _script(next(run), 100_000), 1, 1)
-        pairs = [
-            (
-                wrk.run_script(port, _script(next(run), 100_000), 1, seconds),
-                wrk.run(port, vector, 1, seconds),
-            )
-            for _ in range(rounds)
-        ]
+    with contextlib.ExitStack() as stack:
+        port = stack.enter_context(servers.running("ours", package, extra_env=env))
+        floor = None
+        if store_url is not None:
+            floor = stack.enter_context(servers.running("ours_redis_floor", package, extra_env=env))
+        for p in (port, floor) if floor is not None else (port,):
+            wrk.run(p, vector, 1, 1)
+            wrk.run_script(p, _script(next(run), 100_000), 1, 1)
+        rows = []
+        for _ in range(rounds):
+            tx = wrk.run_script(port, _script(next(run), 100_000), 1, seconds)
+            vec = wrk.run(port, vector, 1, seconds)
+            empty = None
+            if floor is not None:
+                empty = wrk.run_script(floor, _script(next(run), 100_000), 1, seconds)
+            rows.append((tx, vec, empty))
         best_tx = max(
             wrk.run_script(port, _script(next(run), 100_000), c, seconds)["rps"] for c in LEVELS
         )
         best_vec = max(wrk.run(port, vector, c, seconds)["rps"] for c in LEVELS)
-    gaps = [t["p50_us"] - v["p50_us"] for t, v in pairs]
-    return {
-        "pairs": [(t["p50_us"], v["p50_us"]) for t, v in pairs],
-        "median_gap_us": statistics.median(gaps),
+    result: dict[str, Any] = {
+        "pairs": [(t["p50_us"], v["p50_us"]) for t, v, _ in rows],
+        "median_gap_us": statistics.median(t["p50_us"] - v["p50_us"] for t, v, _ in rows),
         "throughput_ratio": best_tx / best_vec,
-        "non_2xx": sum(t["non_2xx"] for t, _ in pairs),
+        "non_2xx": sum(t["non_2xx"] for t, _, _ in rows),
     }
+    if floor is not None:
+        result["round_trip_p50_us"] = [e["p50_us"] for _, _, e in rows if e is not None]
+        result["round_trip_gap_us"] = statistics.median(
+            e["p50_us"] - v["p50_us"] for _, v, e in rows if e is not None
+        )
+    return result
 
 
 def replay_split(package: Path, rounds: int, seconds: float) -> dict[str, Any]:
@@ -325,6 +338,18 @@ def markdown(result: dict[str, Any]) -> str:
             f"| {name} | {r['median_gap_us']:+.0f} us | <= +{t['gap_us']:.0f} us | "
             f"{r['throughput_ratio']:.2f} | >= {t['throughput_ratio']:.2f} |"
         )
+    floors = [
+        f"{result[s]['round_trip_gap_us']:+.0f} us over {how}"
+        for s, how in (("redis", "TCP"), ("redis_unix", "the unix socket"))
+        if "round_trip_gap_us" in result.get(s, {})
+    ]
+    if floors:
+        lines += [
+            "",
+            "The Redis round trip alone, same rounds (a record script that does no Redis work, "
+            "`benchmarks/redis_floor_server.py`: the command, one reply, the client and the "
+            f"transaction path's own work): {', '.join(floors)}.",
+        ]
     return "\n".join(lines)
 
 

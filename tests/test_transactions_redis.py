@@ -210,3 +210,31 @@ def test_a_stalled_redis_is_answered_within_the_deadline_and_backfilled(
     finally:
         srv.stop()
         store.stop()
+
+
+def test_the_round_trip_reference_server_answers_without_touching_redis(
+    small_package: Path, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """``benchmarks.redis_floor_server``, the benchmark's reference for one round trip:
+    transactions are answered (scored on its constant aggregates) and nothing is written."""
+    import redis
+
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushdb()
+    srv = Server(
+        _opt_ml(tmp_path, small_package),
+        {"FRAUD_FEATURE_STORE": redis_server.url},
+        module="benchmarks.redis_floor_server",
+    )
+    srv.wait_healthy()
+    try:
+        items = [_item(f"f-{k}", T0 + k, "c-1", "m-1", 10.0) for k in range(3)]
+        r = _send(srv, {"transactions": items, "return_features": True})
+        assert r.status_code == 200, r.text
+        predictions = r.json()["predictions"]
+        assert [p["transaction_id"] for p in predictions] == ["f-0", "f-1", "f-2"]
+        assert all(p["features"]["customer_count_1d"] == 1 for p in predictions)
+        assert not any(p.get("degraded") or p["replayed"] for p in predictions)
+        assert client.dbsize() == 0
+    finally:
+        srv.stop()

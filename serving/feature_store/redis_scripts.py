@@ -305,7 +305,8 @@ def _lua_list(values: tuple[int, ...]) -> str:
     return "{" + ", ".join(str(v) for v in values) + "}"
 
 
-def _formatted(source: str) -> str:
+def formatted(source: str) -> str:
+    """A script's source with the constants of ``core.windows`` and the packed layouts."""
     return (
         source.replace("__CUSTOMER_WINDOWS__", _lua_list(CUSTOMER_WINDOWS_S))
         .replace("__AGGREGATES__", _lua_format(AGGREGATES))
@@ -319,8 +320,8 @@ def _formatted(source: str) -> str:
 
 def record_script() -> str:
     """The record script with the constants of ``core.windows`` and the packed layouts."""
-    return _formatted(_RECORD)
+    return formatted(_RECORD)
 
 
 def label_script() -> str:
-    return _formatted(_LABEL)
+    return formatted(_LABEL)
