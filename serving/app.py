@@ -162,6 +162,7 @@ class FraudApp:
                 self.settings.policies(),
                 self.metrics,
                 self.settings.max_clock_ahead_s,
+                self.settings.backlog_dir,
             )
             self.transactions = path
             if self._loop is not None:  # its snapshot timer runs on the loop

@@ -65,6 +65,8 @@ class Settings:
     # the transaction path (serving.transactions): "embedded" or a redis:// URL
     feature_store: str = "embedded"
     store_path: Path | None = None  # the embedded store's snapshot file
+    # where the transactions answered during a store outage are spooled (serving.backlog)
+    backlog_dir: Path | None = None
     # a Secrets Manager secret holding the Redis AUTH token, read once at start (never the token)
     store_auth_secret_arn: str = ""
     store_deadline_ms: float = 50.0
@@ -94,6 +96,7 @@ class Settings:
         capture_dir = env.get("FRAUD_CAPTURE_DIR")
         root = Path(env.get("FRAUD_SAGEMAKER_ROOT", "/opt/ml"))
         store_path = env.get("FRAUD_STORE_PATH", str(root / "feature-store" / "embedded.pickle"))
+        backlog_dir = env.get("FRAUD_BACKLOG_DIR", str(root / "feature-store" / "backlog"))
         fields = tuple(
             f.strip() for f in env.get("FRAUD_IDENTIFIER_FIELDS", "").split(",") if f.strip()
         )
@@ -129,6 +132,7 @@ class Settings:
             "serve_when_ready": env.get("FRAUD_SERVE_WHEN_READY", "") == "1",
             "feature_store": env.get(STORE_ENV) or "embedded",
             "store_path": Path(store_path) if store_path else None,
+            "backlog_dir": Path(backlog_dir) if backlog_dir else None,
             "store_auth_secret_arn": env.get(AUTH_SECRET_ENV, "").strip(),
             "store_deadline_ms": get("FRAUD_STORE_DEADLINE_MS", float, 50.0),
             "max_event_skew_s": get("FRAUD_MAX_EVENT_SKEW_S", int, 300),

@@ -16,9 +16,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,6 +28,7 @@ from core.fallback import FallbackPolicy
 from core.feature_names import FEATURE_NAMES
 from core.windows import feature_row, id_key
 from serving import codecs
+from serving.backlog import Backlog
 from serving.errors import BadRequest, StoreUnavailable, TransactionConflict
 from serving.feature_store.base import FeatureStore, Transaction
 from serving.feature_store.embedded import EmbeddedStore
@@ -35,7 +36,6 @@ from serving.metrics import ServerMetrics
 from serving.transaction_requests import parse_labels, parse_transactions
 
 SAVE_INTERVAL_S = 60.0
-BACKLOG_MAX = 100_000  # transactions kept for backfill during an outage (oldest dropped)
 BACKFILL_BATCH = 500
 
 log = logging.getLogger("fraud.serving.transactions")
@@ -72,6 +72,7 @@ class TransactionPath:
         policies: dict[str, FallbackPolicy],
         metrics: ServerMetrics,
         max_clock_ahead_s: float = 300.0,
+        backlog_dir: Path | None = None,
     ) -> None:
         self.store = store
         self.allow_numeric_ids = allow_numeric_ids
@@ -82,7 +83,7 @@ class TransactionPath:
         self.policies |= {id_key(int(m)): p for m, p in policies.items() if m.isdigit()}
         self.metrics = metrics
         # answered while the store was unreachable, written into it once it answers again
-        self.backlog: deque[Transaction] = deque(maxlen=BACKLOG_MAX)
+        self.backlog = Backlog(backlog_dir)
         self._backfilling = asyncio.Lock()  # one backfill at a time; others do not wait
         self.store_down = False
         self._save_timer: asyncio.TimerHandle | None = None
@@ -157,7 +158,7 @@ class TransactionPath:
             log.warning(
                 "feature store unavailable: fallback policy", extra={"fields": {"error": str(exc)}}
             )
-        self.backlog.extend(transactions)
+        self.backlog.add(transactions)
         predictions: list[dict[str, object]] = []
         for tx in transactions:
             policy = self.policies.get(tx.terminal, self.default_policy)
@@ -180,21 +181,21 @@ class TransactionPath:
         A transaction whose id the store holds with other fields (recorded before the
         outage, or sent again otherwise during it) is dropped, logged and counted: the
         record stands, and the rest of its batch is written without it."""
-        while self.backlog:
-            batch = [self.backlog[i] for i in range(min(BACKFILL_BATCH, len(self.backlog)))]
+        queue = self.backlog.queue
+        while queue:
+            batch = [queue[i] for i in range(min(BACKFILL_BATCH, len(queue)))]
             try:
                 await self.store.record(batch, backfill=True)
             except TransactionConflict as exc:  # nothing of the batch was recorded
                 # (a full backlog drops its oldest as requests append meanwhile: check first)
-                if self.backlog[exc.index] is batch[exc.index]:
-                    del self.backlog[exc.index]
+                if queue[exc.index] is batch[exc.index]:
+                    del queue[exc.index]
                     self.metrics.backfill_conflicts.inc(())
                     log.warning(
                         "backfill skipped a transaction", extra={"fields": {"error": str(exc)}}
                     )
                 continue
-            for _ in batch:
-                self.backlog.popleft()
+            self.backlog.written(len(batch))
             self.metrics.backfilled.inc((), len(batch))
 
     async def _labels(self, doc: dict[str, Any]) -> Answer:
@@ -207,6 +208,7 @@ class TransactionPath:
     # -- life cycle (the embedded store's snapshots) --------------------------------------
 
     def start(self) -> None:
+        self.backlog.recover()  # what stopped processes answered in an outage goes first
         if isinstance(self.store, EmbeddedStore) and self.store.path is not None:
             loop = asyncio.get_running_loop()
             self._save_timer = loop.call_later(SAVE_INTERVAL_S, self._save)
@@ -226,6 +228,7 @@ class TransactionPath:
             log.error("feature store snapshot failed", exc_info=future.exception())
 
     async def close(self) -> None:
+        self.backlog.close()
         if self._save_timer is not None:
             self._save_timer.cancel()
         try:

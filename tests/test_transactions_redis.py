@@ -238,3 +238,47 @@ def test_the_round_trip_reference_server_answers_without_touching_redis(
         assert client.dbsize() == 0
     finally:
         srv.stop()
+
+
+def test_an_outage_backlog_survives_a_killed_server(small_package: Path, tmp_path: Path) -> None:
+    """Transactions answered during an outage are spooled before their answers; a server
+    killed (SIGKILL) before the store came back leaves them on disk, and the next server on
+    the same instance writes them into the store first, so the card's windows are whole."""
+    (tmp_path / "redis").mkdir()
+    store = RedisServer(tmp_path / "redis", persistent=True)
+    root = _opt_ml(tmp_path, small_package)
+    env = {"FRAUD_FEATURE_STORE": store.url, "FRAUD_STORE_DEADLINE_MS": "200"}
+    spool_dir = root / "feature-store" / "backlog"
+    clock = itertools.count(T0)
+    sent = itertools.count(1)
+
+    def mine(srv: Server) -> dict[str, object]:
+        item = _item(f"k-{next(sent)}", next(clock), "c-kill", "m-1", 10.0)
+        r = _send(srv, {"transactions": [item], "return_features": True})
+        assert r.status_code == 200, r.text
+        return r.json()["predictions"][0]
+
+    first = Server(root, env)
+    second: Server | None = None
+    try:
+        first.wait_healthy()
+        assert not any(mine(first).get("degraded") for _ in range(2))
+        store.stop()
+        assert all(mine(first)["degraded"] for _ in range(3))
+        first.proc.kill()  # SIGKILL: no shutdown, nothing flushed but what was written
+        first.proc.wait()
+        spooled = [p for p in spool_dir.iterdir() if p.read_bytes()]
+        assert len(spooled) == 1 and len(spooled[0].read_bytes().splitlines()) == 3
+        store.start()
+        second = Server(root, env)
+        second.wait_healthy()
+        answer = mine(second)
+        assert not answer.get("degraded")
+        assert answer["features"]["customer_count_1d"] == 6  # type: ignore[index]
+        assert not any(p.read_bytes() for p in spool_dir.iterdir())  # written, so emptied
+        assert "outage backlog taken over" in second.log.read_text()
+    finally:
+        first.stop()
+        if second is not None:
+            second.stop()
+        store.stop()

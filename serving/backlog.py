@@ -1,0 +1,139 @@
+"""The transactions answered while the feature store was unreachable, waiting to be written
+into it once it answers again, so the velocity windows do not go blind during an outage.
+
+In memory a bounded queue, oldest first (at most ``BACKLOG_MAX``; beyond it the oldest are
+dropped). With a directory (``FRAUD_BACKLOG_DIR``) every transaction added is also appended
+to this process's spool file, ``backlog-<pid>.jsonl``, with one ``write`` before its answer
+is sent, so a worker killed during an outage loses none of it: a process starting up takes
+over the spool files of processes no longer running (renamed to a name of its own first, so
+one process takes each), appends their transactions to its own spool, and puts them at the
+front of its queue. The spool is emptied when the queue is (everything in it is then in the
+store). Writing one again is harmless: the store answers a transaction recorded with the same
+fields as a replay and counts it once.
+
+Nothing is written while the store answers: the spool costs only degraded requests.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+from collections import deque
+from collections.abc import Iterable
+from pathlib import Path
+
+import orjson
+
+from serving.feature_store.base import Transaction
+
+BACKLOG_MAX = 100_000
+_SPOOL = re.compile(r"backlog-(\d+)\.jsonl")
+_CLAIM = re.compile(r"taking-(\d+)-.*\.jsonl")
+
+log = logging.getLogger("fraud.serving.backlog")
+
+
+class Backlog:
+    def __init__(self, directory: Path | None, maxlen: int = BACKLOG_MAX) -> None:
+        self.queue: deque[Transaction] = deque(maxlen=maxlen)
+        self.directory = directory
+        self._fd: int | None = None
+
+    def __len__(self) -> int:
+        return len(self.queue)
+
+    def __bool__(self) -> bool:
+        return bool(self.queue)
+
+    def add(self, transactions: Iterable[Transaction]) -> None:
+        """Queue ``transactions`` and append them to the spool (one write)."""
+        transactions = list(transactions)
+        self.queue.extend(transactions)
+        if self.directory is not None and transactions:
+            self._write(b"".join(orjson.dumps(tuple(tx)) + b"\n" for tx in transactions))
+
+    def written(self, n: int) -> None:
+        """The oldest ``n`` are in the store; an empty queue empties the spool."""
+        for _ in range(n):
+            self.queue.popleft()
+        if not self.queue and self._fd is not None:
+            os.ftruncate(self._fd, 0)
+
+    def _write(self, data: bytes) -> None:
+        if self._fd is None:
+            assert self.directory is not None
+            self.directory.mkdir(parents=True, exist_ok=True)
+            path = self.directory / f"backlog-{os.getpid()}.jsonl"
+            self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        os.write(self._fd, data)
+
+    def recover(self) -> int:
+        """Take over the spools of processes no longer running (one with this process's pid
+        included, until this backlog writes its own: a restarted process may get a stopped
+        one's pid); their transactions go first. Returns how many were taken."""
+        if self.directory is None or not self.directory.is_dir():
+            return 0
+        taken: list[Transaction] = []
+        claims: list[Path] = []
+        for path in sorted(self.directory.iterdir()):
+            match = _SPOOL.fullmatch(path.name)
+            taker = _CLAIM.fullmatch(path.name)
+            if match is not None:
+                pid = int(match.group(1))
+            elif taker is not None:  # a taker stopped before it had spooled what it took
+                pid = int(taker.group(1))
+            else:
+                continue
+            if pid == os.getpid():
+                if self._fd is not None and match is not None:  # this Backlog's own
+                    continue
+            elif _running(pid):
+                continue
+            claim = self.directory / f"taking-{os.getpid()}-{path.name}"
+            try:
+                path.rename(claim)  # one process wins each spool
+            except FileNotFoundError:
+                continue
+            claims.append(claim)
+            taken += _read(claim)
+        if taken:
+            maxlen = self.queue.maxlen or len(taken)
+            earlier = list(self.queue)
+            self.queue.clear()
+            self.add(taken[-maxlen:])  # in this process's spool before the claims go
+            self.queue.extend(earlier)
+            log.warning(
+                "outage backlog taken over from stopped processes",
+                extra={"fields": {"transactions": len(taken)}},
+            )
+        for claim in claims:
+            claim.unlink()
+        return len(taken)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def _read(path: Path) -> list[Transaction]:
+    """A spool's transactions; a line cut short by the kill that stopped its writer (the
+    last one) is skipped."""
+    out: list[Transaction] = []
+    with path.open("rb") as f:
+        for line in f:
+            with contextlib.suppress(orjson.JSONDecodeError, TypeError):
+                out.append(Transaction(*orjson.loads(line)))
+    return out
