@@ -288,11 +288,8 @@ class RedisClient:
         all within one ``timeout_s``."""
         deadline = self._deadline()
         command = ("EVALSHA", script.sha, len(keys), *keys, *args)
-        conn = self._connection
-        if conn is None or not conn.open:
-            conn = await self._open(deadline)
         try:
-            return await conn.send(encode(command), deadline)
+            return await self._send(command, deadline)
         except ReplyError as exc:
             if not str(exc).startswith("NOSCRIPT"):
                 raise
