@@ -54,11 +54,15 @@ class Backlog:
         if self.directory is not None and transactions:
             self._write(b"".join(orjson.dumps(tuple(tx)) + b"\n" for tx in transactions))
 
-    def written(self, n: int) -> None:
-        """The oldest ``n`` are in the store; an empty queue empties the spool."""
-        for _ in range(n):
-            self.queue.popleft()
-        if not self.queue and self._fd is not None:
+    def written(self, batch: list[Transaction]) -> None:
+        """``batch``, taken from the front of the queue, is in the store; an empty queue
+        empties the spool. (A full queue may have dropped some of the batch meanwhile, as
+        later degraded answers were added: only those still at the front go.)"""
+        queue = self.queue
+        for tx in batch:
+            if queue and queue[0] is tx:
+                queue.popleft()
+        if not queue and self._fd is not None:
             os.ftruncate(self._fd, 0)
 
     def _write(self, data: bytes) -> None:

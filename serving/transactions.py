@@ -195,7 +195,7 @@ class TransactionPath:
                         "backfill skipped a transaction", extra={"fields": {"error": str(exc)}}
                     )
                 continue
-            self.backlog.written(len(batch))
+            self.backlog.written(batch)
             self.metrics.backfilled.inc((), len(batch))
 
     async def _labels(self, doc: dict[str, Any]) -> Answer:

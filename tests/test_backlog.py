@@ -42,9 +42,9 @@ def test_the_spool_of_a_stopped_process_is_taken_over_first(tmp_path: Path) -> N
     # the stopped process's file is gone; this process's spool holds all three
     (own,) = list(tmp_path.iterdir())
     assert len(own.read_bytes().splitlines()) == 3
-    backlog.written(2)
+    backlog.written(list(backlog.queue)[:2])
     assert own.read_bytes() != b""  # one still waits
-    backlog.written(1)
+    backlog.written(list(backlog.queue))
     assert own.read_bytes() == b""
     backlog.close()
 
@@ -67,3 +67,9 @@ def test_the_queue_is_bounded_and_nothing_is_written_without_a_directory(tmp_pat
     assert [tx.time_s for tx in backlog.queue] == [1_002, 1_003, 1_004]
     assert backlog.recover() == 0
     assert not list(tmp_path.iterdir())
+    # a batch taken from the front, then the full queue drops its oldest as more are added:
+    # only what is still at the front leaves once the batch is written
+    batch = list(backlog.queue)[:2]
+    backlog.add([_tx(5)])
+    backlog.written(batch)
+    assert [tx.time_s for tx in backlog.queue] == [1_004, 1_005]
