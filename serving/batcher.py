@@ -69,7 +69,7 @@ class MicroBatcher:
         deadline_s: float = 1.0,
         inline_max_rows: int = 16,
         stats: BatchStats | None = None,
-        shed_wait_s: float = 0.1,
+        shed_wait_s: float = 0.02,
     ) -> None:
         self._score = score
         self.max_batch_rows = max_batch_rows

@@ -43,7 +43,7 @@ class Settings:
     max_delay_us: int = 500
     max_queue_rows: int = 8_192
     deadline_ms: float = 1_000.0
-    shed_wait_ms: float = 100.0
+    shed_wait_ms: float = 20.0
     inline_max_rows: int = 16
     # lanes (serving.lanes): requests over either bound are bulk
     realtime_max_rows: int = 16
@@ -115,7 +115,7 @@ class Settings:
             "max_delay_us": get("FRAUD_MAX_DELAY_US", int, 500),
             "max_queue_rows": get("FRAUD_MAX_QUEUE_ROWS", int, 8_192),
             "deadline_ms": get("FRAUD_DEADLINE_MS", float, 1_000.0),
-            "shed_wait_ms": get("FRAUD_SHED_WAIT_MS", float, 100.0),
+            "shed_wait_ms": get("FRAUD_SHED_WAIT_MS", float, 20.0),
             "inline_max_rows": get("FRAUD_INLINE_MAX_ROWS", int, 16),
             "realtime_max_rows": get("FRAUD_REALTIME_MAX_ROWS", int, 16),
             "bulk_body_bytes": get("FRAUD_BULK_BODY_BYTES", int, 16 * 1024),
