@@ -11,7 +11,11 @@ front of its queue. The spool is emptied when the queue is (everything in it is 
 store). Writing one again is harmless: the store answers a transaction recorded with the same
 fields as a replay and counts it once.
 
-Nothing is written while the store answers: the spool costs only degraded requests.
+Nothing is written while the store answers: the spool costs only degraded requests. The
+spool is rewritten from the queue once it holds twice the queue's bound (a long outage
+fills the disk no faster than the queue holds). A directory that cannot be written is
+logged once and the backlog is kept in memory only: a disk fault must not turn the fallback
+answers into errors.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ class Backlog:
         self.queue: deque[Transaction] = deque(maxlen=maxlen)
         self.directory = directory
         self._fd: int | None = None
+        self._spooled = 0  # lines in the spool
 
     def __len__(self) -> int:
         return len(self.queue)
@@ -51,8 +56,16 @@ class Backlog:
         """Queue ``transactions`` and append them to the spool (one write)."""
         transactions = list(transactions)
         self.queue.extend(transactions)
-        if self.directory is not None and transactions:
-            self._write(b"".join(orjson.dumps(tuple(tx)) + b"\n" for tx in transactions))
+        if self.directory is None or not transactions:
+            return
+        try:
+            if self._spooled + len(transactions) > 2 * (self.queue.maxlen or BACKLOG_MAX):
+                self._rewrite()
+            else:
+                self._write(_lines(transactions))
+                self._spooled += len(transactions)
+        except OSError:
+            self._fail("outage backlog spool not writable; keeping the backlog in memory only")
 
     def written(self, batch: list[Transaction]) -> None:
         """``batch``, taken from the front of the queue, is in the store; an empty queue
@@ -63,17 +76,51 @@ class Backlog:
             if queue and queue[0] is tx:
                 queue.popleft()
         if not queue and self._fd is not None:
-            os.ftruncate(self._fd, 0)
+            try:
+                os.ftruncate(self._fd, 0)
+                self._spooled = 0
+            except OSError:
+                self._fail("outage backlog spool not writable; keeping the backlog in memory only")
+
+    def _path(self) -> Path:
+        assert self.directory is not None
+        return self.directory / f"backlog-{os.getpid()}.jsonl"
 
     def _write(self, data: bytes) -> None:
         if self._fd is None:
             assert self.directory is not None
             self.directory.mkdir(parents=True, exist_ok=True)
-            path = self.directory / f"backlog-{os.getpid()}.jsonl"
-            self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        os.write(self._fd, data)
+            self._fd = os.open(self._path(), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        view = memoryview(data)
+        while view:  # a regular file takes it all but on a fault; a short write continues
+            view = view[os.write(self._fd, view) :]
+
+    def _rewrite(self) -> None:
+        """The spool replaced by the queue's contents (a new file renamed over it)."""
+        path = self._path()
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_bytes(_lines(self.queue))
+        os.replace(tmp, path)  # the last write before it is in the queue, so not lost
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        self._write(b"")  # reopens the new file for appending
+        self._spooled = len(self.queue)
+
+    def _fail(self, message: str) -> None:
+        log.error(message, exc_info=True, extra={"fields": {"directory": str(self.directory)}})
+        self.directory = None
+        self.close()
 
     def recover(self) -> int:
+        """:meth:`take_over`, a directory fault logged (the backlog then stays in memory)."""
+        try:
+            return self.take_over()
+        except OSError:
+            self._fail("outage backlog spools not readable; keeping the backlog in memory only")
+            return 0
+
+    def take_over(self) -> int:
         """Take over the spools of processes no longer running (one with this process's pid
         included, until this backlog writes its own: a restarted process may get a stopped
         one's pid); their transactions go first. Returns how many were taken."""
@@ -103,11 +150,10 @@ class Backlog:
             claims.append(claim)
             taken += _read(claim)
         if taken:
-            maxlen = self.queue.maxlen or len(taken)
             earlier = list(self.queue)
             self.queue.clear()
-            self.add(taken[-maxlen:])  # in this process's spool before the claims go
-            self.queue.extend(earlier)
+            self.queue.extend(taken + earlier)  # beyond the bound, the oldest taken go
+            self._rewrite()  # in this process's spool before the claims go
             log.warning(
                 "outage backlog taken over from stopped processes",
                 extra={"fields": {"transactions": len(taken)}},
@@ -118,8 +164,12 @@ class Backlog:
 
     def close(self) -> None:
         if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+            fd, self._fd = self._fd, None
+            os.close(fd)
+
+
+def _lines(transactions: Iterable[Transaction]) -> bytes:
+    return b"".join(orjson.dumps(tuple(tx)) + b"\n" for tx in transactions)
 
 
 def _running(pid: int) -> bool:

@@ -197,6 +197,7 @@ class TransactionPath:
                 continue
             self.backlog.written(batch)
             self.metrics.backfilled.inc((), len(batch))
+        self.backlog.written([])  # the last one may have been dropped: the spool empties
 
     async def _labels(self, doc: dict[str, Any]) -> Answer:
         labels = parse_labels(doc, self.allow_numeric_ids)
@@ -228,7 +229,6 @@ class TransactionPath:
             log.error("feature store snapshot failed", exc_info=future.exception())
 
     async def close(self) -> None:
-        self.backlog.close()
         if self._save_timer is not None:
             self._save_timer.cancel()
         try:
@@ -237,3 +237,4 @@ class TransactionPath:
             await self.store.close()
         except OSError:  # an unwritable snapshot path must not stop the shutdown
             log.error("feature store snapshot failed", exc_info=True)
+        self.backlog.close()  # last: a degraded answer still in flight is spooled

@@ -66,10 +66,33 @@ def test_the_queue_is_bounded_and_nothing_is_written_without_a_directory(tmp_pat
     backlog.add(_tx(k) for k in range(5))
     assert [tx.time_s for tx in backlog.queue] == [1_002, 1_003, 1_004]
     assert backlog.recover() == 0
-    assert not list(tmp_path.iterdir())
     # a batch taken from the front, then the full queue drops its oldest as more are added:
     # only what is still at the front leaves once the batch is written
     batch = list(backlog.queue)[:2]
     backlog.add([_tx(5)])
     backlog.written(batch)
     assert [tx.time_s for tx in backlog.queue] == [1_004, 1_005]
+
+
+def test_a_directory_that_cannot_be_written_keeps_the_backlog_in_memory(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("")
+    backlog = Backlog(tmp_path / "a-file" / "backlog")  # mkdir fails (not a directory)
+    backlog.add([_tx(1), _tx(2)])  # does not raise: the fallback answers go out
+    assert [tx.time_s for tx in backlog.queue] == [1_001, 1_002]
+    assert backlog.directory is None
+    assert Backlog(tmp_path / "a-file" / "backlog").recover() == 0
+
+
+def test_a_long_outage_rewrites_the_spool_from_the_queue(tmp_path: Path) -> None:
+    backlog = Backlog(tmp_path, maxlen=3)
+    for k in range(20):
+        backlog.add([_tx(k)])
+        (spool,) = list(tmp_path.iterdir())
+        assert len(spool.read_bytes().splitlines()) <= 6  # twice the bound at most
+    backlog.close()
+    taker = Backlog(tmp_path)
+    stopped = tmp_path / "backlog-999999999.jsonl"
+    spool.rename(stopped)  # as if its process had stopped (no such pid)
+    taker.recover()
+    # every transaction still queued was in the spool (and some older ones too)
+    assert [tx.time_s for tx in taker.queue][-3:] == [1_017, 1_018, 1_019]

@@ -180,7 +180,7 @@ def test_a_stalled_redis_is_answered_within_the_deadline_and_backfilled(
     store = RedisServer(tmp_path / "redis")
     srv = Server(
         _opt_ml(tmp_path, small_package),
-        {"FRAUD_FEATURE_STORE": store.url, "FRAUD_STORE_DEADLINE_MS": "100"},
+        {"FRAUD_FEATURE_STORE": store.url, "FRAUD_STORE_DEADLINE_MS": "500"},
     )
     srv.wait_healthy()
     clock = itertools.count(T0)
@@ -247,7 +247,7 @@ def test_an_outage_backlog_survives_a_killed_server(small_package: Path, tmp_pat
     (tmp_path / "redis").mkdir()
     store = RedisServer(tmp_path / "redis", persistent=True)
     root = _opt_ml(tmp_path, small_package)
-    env = {"FRAUD_FEATURE_STORE": store.url, "FRAUD_STORE_DEADLINE_MS": "200"}
+    env = {"FRAUD_FEATURE_STORE": store.url, "FRAUD_STORE_DEADLINE_MS": "500"}
     spool_dir = root / "feature-store" / "backlog"
     clock = itertools.count(T0)
     sent = itertools.count(1)

@@ -7,13 +7,14 @@ against 31 us over a bare asyncio protocol; benchmarks/RESULTS.md, "Feature stor
 This client is that bare protocol plus what the store needs: commands packed by hiredis as RESP
 arrays on one connection, replies matched to callers in order (any number in flight:
 concurrent requests of a worker share the connection, pipelined), parsed by hiredis's C
-reader. The commands a pass of the event loop sends go out in one write at its end: with
-Redis on the server's core, each write wakes Redis, which then runs one command and wakes
-this process again; one write per pass lets it run them all at once (transactions per
-second at 16 connections, Redis on the server's core, 2-core build VM: 3,198 -> 4,459, in
-interleaved runs). URLs: ``redis://``, ``rediss://`` (TLS, certificate and host name
-verified) and ``unix://``, with a user, a password and a database; AUTH and SELECT on each
-connection; scripts by ``EVALSHA``, loaded on the first ``NOSCRIPT``.
+reader. The commands a pass of the event loop sends go out in one write, by a callback
+queued behind the pass's others: with Redis on the server's core, each write wakes Redis,
+which then runs one command and wakes this process again; one write per pass lets it run
+them all at once (transactions per second at 16 connections, Redis on the server's core,
+2-core build VM: 3,198 -> 4,459, in interleaved runs). URLs: ``redis://``, ``rediss://``
+(TLS, certificate and host name verified) and ``unix://``, with a user, a password and a
+database; AUTH and SELECT on each connection; scripts by ``EVALSHA``, loaded on the first
+``NOSCRIPT``.
 
 Failures: a connection that cannot be made or is lost fails every command waiting on it
 with :class:`ConnectionError`; the next command connects again. With ``timeout_s`` a
@@ -21,8 +22,8 @@ command not answered within that time (connecting included) raises :class:`Timeo
 and its connection is closed, failing the commands behind it: a server that stalls is not
 waited on by every later command. The replies' deadlines are kept by one timer per
 connection, set for the oldest command waiting and moved on only when it fires (an
-``asyncio.timeout`` per command, a timer made and cancelled every time, cost ~20 us of the
-~130 us a transaction's script call took on the 2-core build VM). An error reply raises
+``asyncio.timeout`` per command, a timer made and cancelled every time, cost ~15-20 us of
+the ~130 us a transaction's script call took on the 2-core build VM). An error reply raises
 :class:`ReplyError`.
 """
 
@@ -175,7 +176,9 @@ class _Connection(asyncio.Protocol):
             return
         oldest = self.deadlines[0]
         loop = asyncio.get_running_loop()
-        if oldest <= loop.time():
+        # within a millisecond counts as reached: uvloop's timers and clock move in whole
+        # milliseconds, so a timer set for a deadline may fire just before it
+        if oldest - loop.time() < 1e-3:
             future = self.waiting[0]
             if not future.done():
                 future.set_exception(TimeoutError("no reply from the feature store in time"))
@@ -285,16 +288,15 @@ class RedisClient:
 
     async def run(self, script: Script, keys: Sequence[Arg], args: Sequence[Arg]) -> Any:
         """``EVALSHA``; on NOSCRIPT (a new or flushed server) loaded once and called again,
-        all within one ``timeout_s``."""
-        deadline = self._deadline()
+        each command with its own ``timeout_s`` (deadlines stay in send order)."""
         command = ("EVALSHA", script.sha, len(keys), *keys, *args)
         try:
-            return await self._send(command, deadline)
+            return await self._send(command, self._deadline())
         except ReplyError as exc:
             if not str(exc).startswith("NOSCRIPT"):
                 raise
-        await self._send(("SCRIPT", "LOAD", script.source), deadline)
-        return await self._send(command, deadline)
+        await self._send(("SCRIPT", "LOAD", script.source), self._deadline())
+        return await self._send(command, self._deadline())
 
     def disconnect(self) -> None:
         """Close the connection (commands waiting on it fail); the next command reconnects."""
