@@ -212,6 +212,10 @@ def http(package: Path, store_url: str | None, rounds: int, seconds: float) -> d
         env["FRAUD_FEATURE_STORE"] = store_url
     vector = bodies()["json1"][0]
     run = iter(range(1_000_000))
+
+    def fresh() -> str:  # a wrk script with a new id prefix and time base
+        return _script(next(run), 100_000)
+
     with contextlib.ExitStack() as stack:
         port = stack.enter_context(servers.running("ours", package, extra_env=env))
         floor = None
@@ -219,18 +223,16 @@ def http(package: Path, store_url: str | None, rounds: int, seconds: float) -> d
             floor = stack.enter_context(servers.running("ours_redis_floor", package, extra_env=env))
         for p in (port, floor) if floor is not None else (port,):
             wrk.run(p, vector, 1, 1)
-            wrk.run_script(p, _script(next(run), 100_000), 1, 1)
+            wrk.run_script(p, fresh(), 1, 1)
         rows = []
         for _ in range(rounds):
-            tx = wrk.run_script(port, _script(next(run), 100_000), 1, seconds)
+            tx = wrk.run_script(port, fresh(), 1, seconds)
             vec = wrk.run(port, vector, 1, seconds)
             empty = None
             if floor is not None:
-                empty = wrk.run_script(floor, _script(next(run), 100_000), 1, seconds)
+                empty = wrk.run_script(floor, fresh(), 1, seconds)
             rows.append((tx, vec, empty))
-        best_tx = max(
-            wrk.run_script(port, _script(next(run), 100_000), c, seconds)["rps"] for c in LEVELS
-        )
+        best_tx = max(wrk.run_script(port, fresh(), c, seconds)["rps"] for c in LEVELS)
         best_vec = max(wrk.run(port, vector, c, seconds)["rps"] for c in LEVELS)
     result: dict[str, Any] = {
         "pairs": [(t["p50_us"], v["p50_us"]) for t, v, _ in rows],
@@ -311,10 +313,16 @@ def suite(package: Path, seconds: float, rounds: int = 10) -> dict[str, Any]:
     """``make bench``'s part: the feature step, then both stores' HTTP pairs."""
     result: dict[str, Any] = {"feature_step": feature_step_us(customers=20_000)}
     result["embedded"] = http(package, None, rounds, seconds)
-    with _redis_server() as url:
-        result["redis"] = http(package, url, rounds, seconds)
-    with _redis_server(unix=True) as url:
-        result["redis_unix"] = http(package, url, rounds, seconds)
+    return result | redis_http(package, rounds, seconds)
+
+
+def redis_http(package: Path, rounds: int, seconds: float) -> dict[str, Any]:
+    """:func:`http` with a redis-server over TCP (``redis``) and over a unix socket
+    (``redis_unix``)."""
+    result = {}
+    for name, unix in (("redis", False), ("redis_unix", True)):
+        with _redis_server(unix=unix) as url:
+            result[name] = http(package, url, rounds, seconds)
     return result
 
 
@@ -381,10 +389,7 @@ def main(argv: list[str] | None = None) -> int:
     result: dict[str, Any] = {} if args.only == "http" else {"feature_step": feature_step_us()}
     result["embedded"] = http(args.package.resolve(), None, args.rounds, args.seconds)
     if args.redis:
-        with _redis_server() as url:
-            result["redis"] = http(args.package.resolve(), url, args.rounds, args.seconds)
-        with _redis_server(unix=True) as url:
-            result["redis_unix"] = http(args.package.resolve(), url, args.rounds, args.seconds)
+        result |= redis_http(args.package.resolve(), args.rounds, args.seconds)
     print(json.dumps(result, indent=2))
     return 0
 

@@ -6,10 +6,10 @@ dropped). With a directory (``FRAUD_BACKLOG_DIR``) every transaction added is al
 to this process's spool file, ``backlog-<pid>.jsonl``, with one ``write`` before its answer
 is sent, so a worker killed during an outage loses none of it: a process starting up takes
 over the spool files of processes no longer running (renamed to a name of its own first, so
-one process takes each), appends their transactions to its own spool, and puts them at the
-front of its queue. The spool is emptied when the queue is (everything in it is then in the
-store). Writing one again is harmless: the store answers a transaction recorded with the same
-fields as a replay and counts it once.
+one process takes each), puts their transactions at the front of its queue and rewrites its
+own spool from the queue before the taken files go. The spool is emptied when the queue is
+(everything in it is then in the store). Writing one again is harmless: the store answers a
+transaction recorded with the same fields as a replay and counts it once.
 
 Nothing is written while the store answers: the spool costs only degraded requests. The
 spool is rewritten from the queue once it holds twice the queue's bound (a long outage
