@@ -7,6 +7,16 @@ could refuse at most ~1.8x its capacity and a bigger spike waited in socket buff
 no deadline sees it (benchmarks/RESULTS.md, "Faults"). Refused here, it costs the parsing
 and one write.
 
+Two ways in. Most refused requests arrive whole in one read, on a connection with nothing in
+progress: :meth:`AdmissionProtocol.data_received` reads such a read with a parser of its own
+(:class:`_Probe`: llhttp's checks, a few callbacks, no scope, headers list or cycle), and
+when it holds exactly one request the app sheds, answers it there and leaves the keep-alive
+timer running (its handler counts quiet from the last refusal): 6 us of Python a refusal
+against 12 us through the parser callbacks below, and ~53 against ~65 us of the server's core
+under a 10,000-connection flood (benchmarks/RESULTS.md, "Faults"). Any other read (part of a
+request, several, a parse error, one the app takes) goes to the connection's parser as if
+nothing had looked; that parser never saw the refused bytes, so it is still between requests.
+
 :class:`AdmissionProtocol` is uvicorn's httptools protocol with one decision added when a
 request's headers are complete. It refuses when the request is ``POST /invocations`` with a
 ``Content-Length``, every earlier request on the connection is answered, and the app sheds
@@ -25,9 +35,12 @@ refused body, so answers keep the requests' order; HTTP/1.0 or ``Connection: clo
 the connection after it, as uvicorn does.
 
 uvicorn internals this relies on (uvicorn 0.54, ``protocols/http/httptools_impl.py``;
-tests/test_admission.py drives them byte by byte): the parser callbacks
-``on_headers_complete``, ``on_body`` and ``on_message_complete`` (overridden, each calling
-uvicorn's own for requests it does not refuse); the per-request attributes ``url``,
+tests/test_admission.py drives them byte by byte): ``data_received`` and the parser
+callbacks ``on_message_begin``, ``on_headers_complete``, ``on_body`` and
+``on_message_complete`` (overridden, each calling uvicorn's own for requests it does not
+refuse); ``pipeline``, ``timeout_keep_alive``, ``timeout_keep_alive_task`` and
+``timeout_keep_alive_handler`` (overridden: re-armed while refusals came within the
+timeout); ``server_state.total_requests``; the per-request attributes ``url``,
 ``headers`` (names lower-cased), ``parser``, ``expect_100_continue``, ``scope`` (built by
 ``on_message_begin``) and ``cycle`` (the last request handed to the app, with
 ``response_complete``); ``on_response_complete`` (re-arms the keep-alive timer, counts the
@@ -37,15 +50,17 @@ request, starts a queued pipelined one); ``server_state.default_headers``; ``STA
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
+import httptools
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
-from uvicorn.protocols.utils import get_client_addr
 
 from serving.server import find_app
 
 ROUTE = b"/invocations"
 SHED = ("/invocations", "503")  # the app's label values for a shed request
+_PARSER_FAILED = (httptools.HttpParserError, httptools.HttpParserUpgrade)
 
 
 class AdmissionProtocol(HttpToolsProtocol):
@@ -59,12 +74,30 @@ class AdmissionProtocol(HttpToolsProtocol):
         self.gate = app if hasattr(app, "sheds") else None
         self.refusal: bytes | None = None  # the answer to the request whose body is skipped
         self.refusal_keep_alive = True
+        self.in_message = False  # the parser has begun a request it has not finished
+        self.probe: _Probe | None = None  # reads whole requests while the app sheds
+        self.refused_at = -math.inf  # loop time of the last request refused whole
         if self.gate is not None:
             message = self.gate.shed_message()
             # the app's error body around the request id (json.dumps, as the app writes it)
             self.body_head = b'{"error": {"code": "overloaded", "message": %s, "request_id": ' % (
                 json.dumps(message).encode()
             )
+
+    def data_received(self, data: bytes) -> None:
+        gate = self.gate
+        if (
+            gate is None
+            or data[:17] != b"POST /invocations"
+            or not gate.batcher.full
+            or self.in_message
+            or not self._refuses_whole(data)
+        ):
+            super().data_received(data)
+
+    def on_message_begin(self) -> None:
+        self.in_message = True
+        super().on_message_begin()
 
     def on_headers_complete(self) -> None:
         gate = self.gate
@@ -77,6 +110,7 @@ class AdmissionProtocol(HttpToolsProtocol):
             super().on_body(body)
 
     def on_message_complete(self) -> None:
+        self.in_message = False
         answer = self.refusal
         if answer is None:
             super().on_message_complete()
@@ -86,6 +120,66 @@ class AdmissionProtocol(HttpToolsProtocol):
         if not self.refusal_keep_alive:
             self.transport.close()
         self.on_response_complete()
+
+    def timeout_keep_alive_handler(self) -> None:
+        # requests refused whole leave the keep-alive timer running: idle counts from the last
+        quiet = self.loop.time() - self.refused_at
+        if quiet < self.timeout_keep_alive and not self.transport.is_closing():
+            self.timeout_keep_alive_task = self.loop.call_later(
+                self.timeout_keep_alive - quiet, self.timeout_keep_alive_handler
+            )
+            return
+        super().timeout_keep_alive_handler()
+
+    def _refuses_whole(self, data: bytes) -> bool:
+        """Refuse ``data`` when it is exactly one whole request the app sheds and nothing is
+        in progress on the connection: read by a parser of its own (the connection's parser
+        never sees it, and stays between requests), answered, and no more work. Anything
+        else (part of a request, more than one, a parse error, a request the app would not
+        shed) is left to the connection's parser as if this had not looked."""
+        if (
+            self.refusal is not None
+            or self.pipeline
+            or not (self.cycle is None or self.cycle.response_complete)
+        ):
+            return False
+        probe = self.probe
+        if probe is None:
+            probe = self.probe = _Probe()
+        probe.begun = probe.ended = 0
+        probe.url = probe.request_id = b""
+        probe.body_bytes = -1
+        probe.plain = True
+        try:
+            probe.parser.feed_data(data)
+        except _PARSER_FAILED:
+            self.probe = None  # its state is unknown: a fresh one next time
+            return False
+        if probe.begun != probe.ended:
+            self.probe = None  # stopped inside a request
+            return False
+        assert self.gate is not None
+        if (
+            probe.ended != 1
+            or not probe.plain
+            or probe.body_bytes < 0
+            or not _is_route(probe.url)
+            or not self.gate.sheds(probe.body_bytes)
+        ):
+            return False
+        keep_alive = probe.keep_alive
+        self.transport.write(self._refusal(probe.request_id, probe.version, keep_alive))
+        self.server_state.total_requests += 1
+        if not keep_alive:
+            self.probe = None  # a parser ignores what follows a last request
+            self.transport.close()
+            return True
+        self.refused_at = self.loop.time()
+        if self.timeout_keep_alive_task is None:
+            self.timeout_keep_alive_task = self.loop.call_later(
+                self.timeout_keep_alive, self.timeout_keep_alive_handler
+            )
+        return True
 
     def _refuses(self) -> bool:
         """Decide for a request to ``/invocations`` whose headers just arrived; when refused,
@@ -112,38 +206,89 @@ class AdmissionProtocol(HttpToolsProtocol):
         version = parser.get_http_version()
         keep_alive = version != "1.0" and parser.should_keep_alive()
         self.refusal_keep_alive = keep_alive
-        self.refusal = self._answer(request_id, keep_alive)
-        self.gate.metrics.requests.inc(SHED)
-        if self.access_log:
-            self.access_logger.info(
-                '%s - "POST %s HTTP/%s" 503',
-                get_client_addr(self.scope),
-                self.url.decode("latin-1"),
-                version,
-            )
+        self.refusal = self._refusal(request_id, version, keep_alive)
         return True
 
-    def _answer(self, sent_id: bytes, keep_alive: bool) -> bytes:
-        """The app's 503 Overloaded answer, as bytes on the wire."""
-        assert self.gate is not None
+    def _refusal(self, sent_id: bytes, version: str, keep_alive: bool) -> bytes:
+        """The app's 503 Overloaded answer as bytes on the wire, counted and logged as the
+        app's own."""
+        gate = self.gate
+        assert gate is not None
+        gate.metrics.requests.inc(SHED)
+        if self.access_log:
+            client = f"{self.client[0]}:{self.client[1]}" if self.client else ""
+            self.access_logger.info('%s - "POST /invocations HTTP/%s" 503', client, version)
         if sent_id:  # as the app reads it: latin-1 in, JSON string in the body, UTF-8 header
             text = sent_id.decode("latin-1")
             request_id, quoted = text.encode(), json.dumps(text).encode()
         else:
-            request_id = self.gate.next_id().encode()
+            request_id = gate.next_id().encode()
             quoted = b'"%s"' % request_id
         body = b"%s%s}}" % (self.body_head, quoted)
-        head = [STATUS_LINE[503]]
-        for name, value in self.server_state.default_headers:
-            head += (name, b": ", value, b"\r\n")
-        head.append(
-            b"content-type: application/json\r\ncontent-length: %d\r\nx-request-id: %s\r\n"
-            % (len(body), request_id)
+        return b"%scontent-length: %d\r\nx-request-id: %s\r\n%s\r\n%s" % (
+            _head(self.server_state.default_headers),
+            len(body),
+            request_id,
+            b"" if keep_alive else b"connection: close\r\n",
+            body,
         )
-        if not keep_alive:
-            head.append(b"connection: close\r\n")
-        head += (b"\r\n", body)
-        return b"".join(head)
+
+
+class _Probe:
+    """Parser callbacks for a request read whole: what admission needs of it."""
+
+    def __init__(self) -> None:
+        self.parser = httptools.HttpRequestParser(self)
+        self.parser.set_dangerous_leniencies(lenient_data_after_close=True)  # as uvicorn's
+        self.begun = self.ended = 0
+        self.url = self.request_id = b""
+        self.body_bytes = -1
+        self.plain = True  # no transfer coding, Expect or upgrade
+        self.keep_alive = True
+        self.version = "1.1"
+
+    def on_message_begin(self) -> None:
+        self.begun += 1
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        name = name.lower()
+        if name == b"content-length":
+            self.body_bytes = int(value)  # digits only: the parser refuses anything else
+        elif name == b"x-amzn-sagemaker-inference-id":
+            self.request_id = value
+        elif name == b"transfer-encoding" or name == b"expect":
+            self.plain = False
+
+    def on_headers_complete(self) -> None:
+        parser = self.parser
+        if parser.get_method() != b"POST" or parser.should_upgrade():
+            self.plain = False
+        self.version = version = parser.get_http_version()
+        self.keep_alive = version != "1.0" and parser.should_keep_alive()
+
+    def on_message_complete(self) -> None:
+        self.ended += 1
+
+
+_heads: tuple[object, bytes] = (None, b"")
+
+
+def _head(default_headers: list[tuple[bytes, bytes]]) -> bytes:
+    """A 503's status line and headers up to its content length, made once per value of
+    uvicorn's default headers (a new list each second, for its ``date``)."""
+    global _heads
+    made_for, head = _heads
+    if made_for is not default_headers:
+        lines = [STATUS_LINE[503]]
+        for name, value in default_headers:
+            lines += (name, b": ", value, b"\r\n")
+        lines.append(b"content-type: application/json\r\n")
+        head = b"".join(lines)
+        _heads = (default_headers, head)
+    return head
 
 
 def _is_route(url: bytes) -> bool:

@@ -99,6 +99,20 @@ def post(
     return head + b"Content-Length: %d\r\n\r\n" % len(body) + body
 
 
+def connection(app: SheddingApp, **config: Any) -> tuple[AdmissionProtocol, Transport]:
+    """A new connection's protocol on the running loop, uvicorn configured with ``config``."""
+    settings = uvicorn.Config(
+        app, http=AdmissionProtocol, lifespan="off", log_config=None, **config
+    )
+    settings.load()
+    state = ServerState()
+    state.default_headers = [(b"date", b"Thu, 03 Dec 2026 10:00:00 GMT"), (b"server", b"uv")]
+    protocol = AdmissionProtocol(settings, state, {}, asyncio.get_running_loop())
+    transport = Transport()
+    protocol.connection_made(transport)
+    return protocol, transport
+
+
 def exchange(
     app: SheddingApp, chunks: list[bytes], before_release: int = 0
 ) -> tuple[list[Answer], Transport]:
@@ -109,13 +123,7 @@ def exchange(
     async def run() -> Transport:
         if before_release:
             app.release.clear()
-        config = uvicorn.Config(app, http=AdmissionProtocol, lifespan="off", log_config=None)
-        config.load()
-        state = ServerState()
-        state.default_headers = [(b"date", b"Thu, 03 Dec 2026 10:00:00 GMT"), (b"server", b"uv")]
-        protocol = AdmissionProtocol(config, state, {}, asyncio.get_running_loop())
-        transport = Transport()
-        protocol.connection_made(transport)
+        protocol, transport = connection(app)
         for i, chunk in enumerate(chunks, 1):
             protocol.data_received(chunk)
             for _ in range(5):
@@ -203,3 +211,49 @@ def test_a_request_pipelined_behind_an_unanswered_one_waits_its_turn() -> None:
     answers, _ = exchange(app, [first + post(b"{}")], before_release=1)
     assert [body for _, _, body in answers] == [b"app:" + b"y" * (SMALL + 1), b"app shed"]
     assert app.seen == ["POST /invocations", "POST /invocations"]
+
+
+def test_requests_read_whole_are_refused_and_the_others_reach_the_app() -> None:
+    # a read holding exactly one request the app sheds is answered without the connection's
+    # parser; every other read (two requests, a request the app takes, another route) goes
+    # to the parser, and the answers keep the requests' order
+    refused = post(b"{}")
+    app = SheddingApp()
+    reads = [refused, post(b"x" * (SMALL + 1)), refused, refused + refused]
+    reads += [b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n", refused[:9], refused[9:], refused]
+    answers, transport = exchange(app, reads)
+    assert [status for status, _, _ in answers] == [503, 200, 503, 503, 503, 200, 503, 503]
+    assert app.seen == ["POST /invocations", "GET /ping"]
+    assert [
+        json.loads(body)["error"]["request_id"] for status, _, body in answers if status == 503
+    ] == [f"gen-{i}" for i in range(1, 7)]
+    assert app.metrics.requests.values == {("/invocations", "503"): 6}
+    assert not transport.closed_by_server
+
+
+def test_a_malformed_request_read_whole_gets_400_not_503() -> None:
+    for bad in (
+        b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Length: 2x\r\n\r\n{}",
+        b"POST /invocations HTTP/1.1\r\nHost x\r\nContent-Length: 2\r\n\r\n{}",
+    ):
+        answers, transport = exchange(SheddingApp(), [bad])
+        assert [status for status, _, _ in answers] == [400], bad
+        assert transport.closed_by_server
+
+
+def test_refusals_read_whole_keep_the_connection_until_it_is_quiet_for_the_keep_alive() -> None:
+    # the keep-alive timeout counts from the last refusal, as from the last answer
+    async def run() -> tuple[bool, bool]:
+        protocol, transport = connection(SheddingApp(), timeout_keep_alive=1)
+        for _ in range(6):  # 1.25 s of refusals, 0.25 s apart
+            protocol.data_received(post(b"{}"))
+            await asyncio.sleep(0.25)
+        open_while_busy = not transport.closed
+        await asyncio.sleep(1.5)
+        closed_when_quiet = transport.closed
+        protocol.connection_lost(None)
+        answers, _ = parse_responses(bytes(transport.out))
+        assert [status for status, _, _ in answers] == [503] * 6
+        return open_while_busy, closed_when_quiet
+
+    assert asyncio.run(run()) == (True, True)
