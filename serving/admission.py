@@ -17,6 +17,12 @@ under a 10,000-connection flood (benchmarks/RESULTS.md, "Faults"). Any other rea
 request, several, a parse error, one the app takes) goes to the connection's parser as if
 nothing had looked; that parser never saw the refused bytes, so it is still between requests.
 
+What the batcher cannot see: requests waiting in socket buffers for the loop to read them.
+:class:`LoopPasses` counts the requests each pass of the loop reads; after two passes of
+more than ``PASS_MOST_READS`` the app's test is asked with ``loop_behind`` (it sheds then
+whatever the batcher's state), so a flood is refused as it is read instead of being admitted
+in bursts whose work makes the next passes longer still (benchmarks/RESULTS.md, "Faults").
+
 :class:`AdmissionProtocol` is uvicorn's httptools protocol with one decision added when a
 request's headers are complete. It refuses when the request is ``POST /invocations`` with a
 ``Content-Length``, every earlier request on the connection is answered, and the app sheds
@@ -51,6 +57,7 @@ from __future__ import annotations
 
 import json
 import math
+import weakref
 from typing import Any
 
 import httptools
@@ -59,7 +66,8 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from serving.server import find_app
 
 ROUTE = b"/invocations"
-SHED = ("/invocations", "503")  # the app's label values for a shed request
+SHED = ("/invocations", "503")
+PASS_MOST_READS = 128  # requests one pass of the loop reads before it counts as behind
 _PARSER_FAILED = (httptools.HttpParserError, httptools.HttpParserUpgrade)
 
 
@@ -77,7 +85,9 @@ class AdmissionProtocol(HttpToolsProtocol):
         self.in_message = False  # the parser has begun a request it has not finished
         self.probe: _Probe | None = None  # reads whole requests while the app sheds
         self.refused_at = -math.inf  # loop time of the last request refused whole
+        self.passes: LoopPasses | None = None
         if self.gate is not None:
+            self.passes = _passes_of(self.gate)
             message = self.gate.shed_message()
             # the app's error body around the request id (json.dumps, as the app writes it)
             self.body_head = b'{"error": {"code": "overloaded", "message": %s, "request_id": ' % (
@@ -89,8 +99,8 @@ class AdmissionProtocol(HttpToolsProtocol):
         if (
             gate is None
             or data[:17] != b"POST /invocations"
-            or not gate.batcher.full
             or self.in_message
+            or not self._shedding()
             or not self._refuses_whole(data)
         ):
             super().data_received(data)
@@ -100,9 +110,12 @@ class AdmissionProtocol(HttpToolsProtocol):
         super().on_message_begin()
 
     def on_headers_complete(self) -> None:
-        gate = self.gate
-        # the batcher's own test first: it fails for nearly every request, and costs least
-        if gate is None or not gate.batcher.full or not _is_route(self.url) or not self._refuses():
+        if (
+            self.gate is None
+            or not self._shedding()
+            or not _is_route(self.url)
+            or not self._refuses()
+        ):
             super().on_headers_complete()
 
     def on_body(self, body: bytes) -> None:
@@ -130,6 +143,13 @@ class AdmissionProtocol(HttpToolsProtocol):
             )
             return
         super().timeout_keep_alive_handler()
+
+    def _shedding(self) -> bool:
+        """The cheap half of the app's test: the batcher full or behind, or the loop behind
+        (the test the app's ``sheds`` completes for one request)."""
+        assert self.gate is not None and self.passes is not None
+        self.loop_behind = self.passes.behind(self.loop)
+        return self.loop_behind or self.gate.batcher.full
 
     def _refuses_whole(self, data: bytes) -> bool:
         """Refuse ``data`` when it is exactly one whole request the app sheds and nothing is
@@ -164,7 +184,7 @@ class AdmissionProtocol(HttpToolsProtocol):
             or not probe.plain
             or probe.body_bytes < 0
             or not _is_route(probe.url)
-            or not self.gate.sheds(probe.body_bytes)
+            or not self.gate.sheds(probe.body_bytes, self.loop_behind)
         ):
             return False
         keep_alive = probe.keep_alive
@@ -201,7 +221,7 @@ class AdmissionProtocol(HttpToolsProtocol):
             elif name == b"x-amzn-sagemaker-inference-id":
                 request_id = value
         assert self.gate is not None
-        if body_bytes < 0 or not self.gate.sheds(body_bytes):
+        if body_bytes < 0 or not self.gate.sheds(body_bytes, self.loop_behind):
             return False
         version = parser.get_http_version()
         keep_alive = version != "1.0" and parser.should_keep_alive()
@@ -271,6 +291,48 @@ class _Probe:
 
     def on_message_complete(self) -> None:
         self.ended += 1
+
+
+class LoopPasses:
+    """How far behind the event loop reads: the requests each of its passes reads.
+
+    A request waits in its socket's buffer until the loop's pass over ready connections
+    reaches it, and one pass reads up to 1,024 of them (libuv's batch) before any task runs.
+    Under a flood of requests to refuse, each costing ~50 us, passes read hundreds and last
+    tens of ms, a wait the batcher never sees. ``behind`` is asked at each request read: the
+    pass's first read queues a callback, which runs once the pass's reads are done and
+    records how many there were. The loop is behind while the last two passes each read more
+    than ``most`` requests: sustained, unlike the one large pass after a host stall; and
+    counted, not timed, since a pass's time also holds whatever ran instead of this process
+    (another worker on the core, the hypervisor)."""
+
+    def __init__(self, most: int) -> None:
+        self.most = most
+        self.reads = 0  # this pass's, so far; 0 between passes
+        self.last = self.before_last = 0  # the last two passes'
+
+    def behind(self, loop: Any) -> bool:
+        if not self.reads:
+            loop.call_soon(self._ended)
+        self.reads += 1
+        most = self.most
+        return self.last > most and self.before_last > most
+
+    def _ended(self) -> None:
+        self.before_last, self.last = self.last, self.reads
+        self.reads = 0
+
+
+_loop_passes: weakref.WeakKeyDictionary[Any, LoopPasses] = weakref.WeakKeyDictionary()
+
+
+def _passes_of(gate: Any) -> LoopPasses:
+    """The app's one measure of the loop (an app serves on one loop, its connections share
+    it)."""
+    passes = _loop_passes.get(gate)
+    if passes is None:
+        passes = _loop_passes[gate] = LoopPasses(PASS_MOST_READS)
+    return passes
 
 
 _heads: tuple[object, bytes] = (None, b"")

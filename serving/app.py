@@ -211,17 +211,18 @@ class FraudApp:
         self.draining = True
         log.info("draining")
 
-    def sheds(self, body_bytes: int) -> bool:
+    def sheds(self, body_bytes: int, loop_behind: bool = False) -> bool:
         """Whether a POST /invocations with a ``body_bytes`` body gets 503 Overloaded now,
         before decoding: the model is ready, the server is not draining (that answers 503
         with ``Connection: close`` itself), the body fits the real-time lane, and the
-        batcher is full or behind (its oldest request waited past FRAUD_SHED_WAIT_MS).
+        batcher is full or behind (its oldest request waited past FRAUD_SHED_WAIT_MS) or
+        ``loop_behind`` (``serving.admission``'s measure of the event loop's passes).
         The one test behind both the app's shedding and ``serving.admission``'s, which asks
         before uvicorn builds the request (and so also refuses a small body holding more
         than FRAUD_REALTIME_MAX_ROWS transactions, which the app would send to the bulk
         lane: it cannot count them unread)."""
         return (
-            self.batcher.full
+            (loop_behind or self.batcher.full)
             and body_bytes <= self.settings.bulk_body_bytes
             and self.ready
             and not self.draining

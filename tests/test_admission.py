@@ -13,7 +13,7 @@ from typing import Any
 import uvicorn
 from uvicorn.server import ServerState
 
-from serving.admission import AdmissionProtocol
+from serving.admission import AdmissionProtocol, LoopPasses
 from serving.metrics import ServerMetrics
 from tests.test_server import Answer, parse_responses
 
@@ -37,7 +37,7 @@ class SheddingApp:
     def begin_drain(self) -> None:
         pass
 
-    def sheds(self, body_bytes: int) -> bool:
+    def sheds(self, body_bytes: int, loop_behind: bool = False) -> bool:
         return body_bytes <= SMALL
 
     def shed_message(self) -> str:
@@ -257,3 +257,17 @@ def test_refusals_read_whole_keep_the_connection_until_it_is_quiet_for_the_keep_
         return open_while_busy, closed_when_quiet
 
     assert asyncio.run(run()) == (True, True)
+
+
+def test_the_loop_is_behind_after_two_passes_each_reading_more_than_the_most() -> None:
+    async def run() -> list[bool]:
+        passes = LoopPasses(most=3)
+        loop = asyncio.get_running_loop()
+        seen = []
+        for reads in (4, 1, 4, 4, 2, 9, 4, 1):  # the reads of one pass, then the loop goes round
+            seen += [passes.behind(loop) for _ in range(reads)][-1:]
+            await asyncio.sleep(0)
+        return seen
+
+    # behind only in the passes after two large ones in a row; one large pass is not enough
+    assert asyncio.run(run()) == [False, False, False, False, True, False, False, True]
