@@ -18,10 +18,11 @@ request, several, a parse error, one the app takes) goes to the connection's par
 nothing had looked; that parser never saw the refused bytes, so it is still between requests.
 
 What the batcher cannot see: requests waiting in socket buffers for the loop to read them.
-:class:`LoopPasses` counts the requests each pass of the loop reads; after two passes of
-more than ``PASS_MOST_READS`` the app's test is asked with ``loop_behind`` (it sheds then
-whatever the batcher's state), so a flood is refused as it is read instead of being admitted
-in bursts whose work makes the next passes longer still (benchmarks/RESULTS.md, "Faults").
+:class:`LoopPasses` counts the reads each pass of the loop makes; after two passes of more
+than ``PASS_MOST_READS``, the app's test is asked with ``loop_behind`` for the reads of a
+pass past its first ``PASS_ADMITTED_READS`` (it sheds them then whatever the batcher's
+state), so a flood is refused as it is read instead of being admitted in bursts whose work
+makes the next passes longer still (benchmarks/RESULTS.md, "Faults").
 
 :class:`AdmissionProtocol` is uvicorn's httptools protocol with one decision added when a
 request's headers are complete. It refuses when the request is ``POST /invocations`` with a
@@ -67,7 +68,8 @@ from serving.server import find_app
 
 ROUTE = b"/invocations"
 SHED = ("/invocations", "503")
-PASS_MOST_READS = 128  # requests one pass of the loop reads before it counts as behind
+PASS_MOST_READS = 128  # reads in one pass of the loop before it counts as behind
+PASS_ADMITTED_READS = 16  # reads of a pass the app still judges while the loop is behind
 _PARSER_FAILED = (httptools.HttpParserError, httptools.HttpParserUpgrade)
 
 
@@ -86,6 +88,7 @@ class AdmissionProtocol(HttpToolsProtocol):
         self.probe: _Probe | None = None  # reads whole requests while the app sheds
         self.refused_at = -math.inf  # loop time of the last request refused whole
         self.passes: LoopPasses | None = None
+        self.loop_behind = False  # this read is past the loop's budget for a pass
         if self.gate is not None:
             self.passes = _passes_of(self.gate)
             message = self.gate.shed_message()
@@ -95,11 +98,15 @@ class AdmissionProtocol(HttpToolsProtocol):
             )
 
     def data_received(self, data: bytes) -> None:
-        gate = self.gate
+        passes = self.passes
+        if passes is None:
+            super().data_received(data)
+            return
+        self.loop_behind = passes.read(self.loop)
         if (
-            gate is None
-            or data[:17] != b"POST /invocations"
+            data[:17] != b"POST /invocations"
             or self.in_message
+            or self.flow.write_paused  # a client not reading its answers: the parser's pace
             or not self._shedding()
             or not self._refuses_whole(data)
         ):
@@ -145,11 +152,9 @@ class AdmissionProtocol(HttpToolsProtocol):
         super().timeout_keep_alive_handler()
 
     def _shedding(self) -> bool:
-        """The cheap half of the app's test: the batcher full or behind, or the loop behind
+        """The cheap half of the app's test: the loop behind, or the batcher full or behind
         (the test the app's ``sheds`` completes for one request)."""
-        assert self.gate is not None and self.passes is not None
-        self.loop_behind = self.passes.behind(self.loop)
-        return self.loop_behind or self.gate.batcher.full
+        return self.loop_behind or self.gate.batcher.full  # type: ignore[union-attr]
 
     def _refuses_whole(self, data: bytes) -> bool:
         """Refuse ``data`` when it is exactly one whole request the app sheds and nothing is
@@ -294,29 +299,36 @@ class _Probe:
 
 
 class LoopPasses:
-    """How far behind the event loop reads: the requests each of its passes reads.
+    """How far behind the event loop reads: how many reads each of its passes makes.
 
     A request waits in its socket's buffer until the loop's pass over ready connections
     reaches it, and one pass reads up to 1,024 of them (libuv's batch) before any task runs.
     Under a flood of requests to refuse, each costing ~50 us, passes read hundreds and last
-    tens of ms, a wait the batcher never sees. ``behind`` is asked at each request read: the
-    pass's first read queues a callback, which runs once the pass's reads are done and
+    tens of ms, a wait the batcher never sees. ``read`` is called at each read of a
+    connection: the pass's first queues a callback, which runs once the pass's reads are done and
     records how many there were. The loop is behind while the last two passes each read more
-    than ``most`` requests: sustained, unlike the one large pass after a host stall; and
-    counted, not timed, since a pass's time also holds whatever ran instead of this process
-    (another worker on the core, the hypervisor)."""
+    than ``most`` times (sustained, unlike the one large pass after a host stall; counted, not
+    timed, since a pass's time also holds whatever ran instead of this process: another
+    worker on the core, the hypervisor); then the first ``admitted`` reads of a pass are
+    still left to the batcher's own test, and the rest are refused. Those admitted keep the
+    app working, and their clients stop sending while they wait: many clients of a closed
+    loop, answered fast when refused and sending again at once, would otherwise keep every
+    pass large and be refused for ever with nothing to score."""
 
-    def __init__(self, most: int) -> None:
+    def __init__(self, most: int, admitted: int) -> None:
         self.most = most
+        self.admitted = admitted
         self.reads = 0  # this pass's, so far; 0 between passes
         self.last = self.before_last = 0  # the last two passes'
 
-    def behind(self, loop: Any) -> bool:
-        if not self.reads:
+    def read(self, loop: Any) -> bool:
+        """Count a read; whether it is past the pass's budget while the loop is behind."""
+        reads = self.reads
+        if not reads:
             loop.call_soon(self._ended)
-        self.reads += 1
+        self.reads = reads = reads + 1
         most = self.most
-        return self.last > most and self.before_last > most
+        return reads > self.admitted and self.last > most and self.before_last > most
 
     def _ended(self) -> None:
         self.before_last, self.last = self.last, self.reads
@@ -331,7 +343,7 @@ def _passes_of(gate: Any) -> LoopPasses:
     it)."""
     passes = _loop_passes.get(gate)
     if passes is None:
-        passes = _loop_passes[gate] = LoopPasses(PASS_MOST_READS)
+        passes = _loop_passes[gate] = LoopPasses(PASS_MOST_READS, PASS_ADMITTED_READS)
     return passes
 
 

@@ -13,7 +13,12 @@ from typing import Any
 import uvicorn
 from uvicorn.server import ServerState
 
-from serving.admission import AdmissionProtocol, LoopPasses
+from serving.admission import (
+    PASS_ADMITTED_READS,
+    PASS_MOST_READS,
+    AdmissionProtocol,
+    LoopPasses,
+)
 from serving.metrics import ServerMetrics
 from tests.test_server import Answer, parse_responses
 
@@ -27,7 +32,7 @@ class SheddingApp:
 
     def __init__(self) -> None:
         self.settings = SimpleNamespace(shed_wait_ms=100.0, max_queue_rows=8)
-        self.batcher = SimpleNamespace(full=True)  # behind: the protocol asks ``sheds``
+        self.batcher = SimpleNamespace(full=True)  # behind: ``sheds`` decides
         self.metrics = ServerMetrics([])
         self.ids = 0
         self.seen: list[str] = []
@@ -38,7 +43,7 @@ class SheddingApp:
         pass
 
     def sheds(self, body_bytes: int, loop_behind: bool = False) -> bool:
-        return body_bytes <= SMALL
+        return body_bytes <= SMALL and (loop_behind or self.batcher.full)
 
     def shed_message(self) -> str:
         return f"queue full or behind (waited over {self.settings.shed_wait_ms:g} ms)"
@@ -260,14 +265,79 @@ def test_refusals_read_whole_keep_the_connection_until_it_is_quiet_for_the_keep_
 
 
 def test_the_loop_is_behind_after_two_passes_each_reading_more_than_the_most() -> None:
-    async def run() -> list[bool]:
-        passes = LoopPasses(most=3)
+    async def run() -> list[list[bool]]:
+        passes = LoopPasses(most=3, admitted=2)
         loop = asyncio.get_running_loop()
         seen = []
-        for reads in (4, 1, 4, 4, 2, 9, 4, 1):  # the reads of one pass, then the loop goes round
-            seen += [passes.behind(loop) for _ in range(reads)][-1:]
+        for reads in (4, 1, 4, 4, 5, 9, 4, 1, 4):  # the reads of one pass, then the loop turns
+            seen.append([passes.read(loop) for _ in range(reads)])
             await asyncio.sleep(0)
         return seen
 
-    # behind only in the passes after two large ones in a row; one large pass is not enough
-    assert asyncio.run(run()) == [False, False, False, False, True, False, False, True]
+    # past the first two reads of a pass, and only after two large passes in a row
+    no, yes = False, True
+    assert asyncio.run(run()) == [
+        [no] * 4,
+        [no],
+        [no] * 4,
+        [no] * 4,
+        [no, no, yes, yes, yes],
+        [no, no, yes, yes, yes, yes, yes, yes, yes],
+        [no, no, yes, yes],
+        [no],
+        [no] * 4,
+    ]
+
+
+def test_a_refusal_read_whole_builds_no_request_for_the_app() -> None:
+    async def run() -> Any:
+        protocol, transport = connection(SheddingApp())
+        protocol.data_received(post(b"{}"))
+        scope = protocol.scope  # uvicorn's, made when its parser begins a request
+        protocol.connection_lost(None)
+        assert parse_responses(bytes(transport.out))[0][0][0] == 503
+        return scope
+
+    assert asyncio.run(run()) is None
+
+
+def test_a_read_inside_a_request_is_that_requests_bytes_not_a_request_of_its_own() -> None:
+    # the second read looks like a whole request, but the first left the headers open
+    begun = b"POST /invocations HTTP/1.1\r\nX-Amzn-SageMaker-Inference-Id: first\r\nX-A: "
+    answers, _ = exchange(SheddingApp(), [begun, post(b"{}")])
+    assert [json.loads(body)["error"]["request_id"] for _, _, body in answers] == ["first"]
+
+
+def test_after_large_passes_the_loop_refuses_past_a_passs_first_reads() -> None:
+    async def run() -> list[int]:
+        app = SheddingApp()
+        app.batcher.full = False  # the batcher's own test admits
+        connections = [connection(app) for _ in range(PASS_ADMITTED_READS + 2)]
+        passes = connections[0][0].passes
+        assert passes is not None
+        passes.last = passes.before_last = PASS_MOST_READS + 1  # two large passes
+        for protocol, _ in connections:  # one pass: no turn of the loop between the reads
+            protocol.data_received(post(b"{}"))
+        for _ in range(20):
+            await asyncio.sleep(0)
+        statuses = []
+        for protocol, transport in connections:
+            protocol.connection_lost(None)
+            statuses += [status for status, _, _ in parse_responses(bytes(transport.out))[0]]
+        return statuses
+
+    assert asyncio.run(run()) == [200] * PASS_ADMITTED_READS + [503, 503]
+
+
+def test_a_client_not_reading_its_answers_gets_the_parsers_pace() -> None:
+    # while the transport's buffer is over its mark, a read is not refused whole: it goes to
+    # uvicorn's parser, as every read did before
+    async def run() -> Any:
+        protocol, transport = connection(SheddingApp())
+        protocol.pause_writing()
+        protocol.data_received(post(b"{}"))
+        scope = protocol.scope
+        protocol.connection_lost(None)
+        return scope
+
+    assert asyncio.run(run()) is not None
