@@ -90,12 +90,7 @@ class AdmissionProtocol(HttpToolsProtocol):
         self.passes: LoopPasses | None = None
         self.loop_behind = False  # this read is past the loop's budget for a pass
         if self.gate is not None:
-            self.passes = _passes_of(self.gate)
-            message = self.gate.shed_message()
-            # the app's error body around the request id (json.dumps, as the app writes it)
-            self.body_head = b'{"error": {"code": "overloaded", "message": %s, "request_id": ' % (
-                json.dumps(message).encode()
-            )
+            self.passes, self.body_head = _shared(self.gate)
 
     def data_received(self, data: bytes) -> None:
         passes = self.passes
@@ -162,19 +157,12 @@ class AdmissionProtocol(HttpToolsProtocol):
         never sees it, and stays between requests), answered, and no more work. Anything
         else (part of a request, more than one, a parse error, a request the app would not
         shed) is left to the connection's parser as if this had not looked."""
-        if (
-            self.refusal is not None
-            or self.pipeline
-            or not (self.cycle is None or self.cycle.response_complete)
-        ):
+        if self.pipeline or not (self.cycle is None or self.cycle.response_complete):
             return False
         probe = self.probe
         if probe is None:
             probe = self.probe = _Probe()
-        probe.begun = probe.ended = 0
-        probe.url = probe.request_id = b""
-        probe.body_bytes = -1
-        probe.plain = True
+        probe.reset()
         try:
             probe.parser.feed_data(data)
         except _PARSER_FAILED:
@@ -265,12 +253,16 @@ class _Probe:
     def __init__(self) -> None:
         self.parser = httptools.HttpRequestParser(self)
         self.parser.set_dangerous_leniencies(lenient_data_after_close=True)  # as uvicorn's
+        self.keep_alive = True
+        self.version = "1.1"
+        self.reset()
+
+    def reset(self) -> None:
+        """Before a read: nothing seen yet."""
         self.begun = self.ended = 0
         self.url = self.request_id = b""
         self.body_bytes = -1
         self.plain = True  # no transfer coding, Expect or upgrade
-        self.keep_alive = True
-        self.version = "1.1"
 
     def on_message_begin(self) -> None:
         self.begun += 1
@@ -335,16 +327,20 @@ class LoopPasses:
         self.reads = 0
 
 
-_loop_passes: weakref.WeakKeyDictionary[Any, LoopPasses] = weakref.WeakKeyDictionary()
+_of_app: weakref.WeakKeyDictionary[Any, tuple[LoopPasses, bytes]] = weakref.WeakKeyDictionary()
 
 
-def _passes_of(gate: Any) -> LoopPasses:
-    """The app's one measure of the loop (an app serves on one loop, its connections share
-    it)."""
-    passes = _loop_passes.get(gate)
-    if passes is None:
-        passes = _loop_passes[gate] = LoopPasses(PASS_MOST_READS, PASS_ADMITTED_READS)
-    return passes
+def _shared(gate: Any) -> tuple[LoopPasses, bytes]:
+    """What an app's connections share, made at its first: the one measure of its loop (an
+    app serves on one loop) and its error body up to the request id (``json.dumps`` of its
+    fixed shed message, as the app writes it)."""
+    shared = _of_app.get(gate)
+    if shared is None:
+        body_head = b'{"error": {"code": "overloaded", "message": %s, "request_id": ' % (
+            json.dumps(gate.shed_message()).encode()
+        )
+        shared = _of_app[gate] = (LoopPasses(PASS_MOST_READS, PASS_ADMITTED_READS), body_head)
+    return shared
 
 
 _heads: tuple[object, bytes] = (None, b"")
