@@ -18,11 +18,14 @@ request, several, a parse error, one the app takes) goes to the connection's par
 nothing had looked; that parser never saw the refused bytes, so it is still between requests.
 
 What the batcher cannot see: requests waiting in socket buffers for the loop to read them.
-:class:`LoopPasses` counts the reads each pass of the loop makes; after two passes of more
-than ``PASS_MOST_READS``, the app's test is asked with ``loop_behind`` for the reads of a
-pass past its first ``PASS_ADMITTED_READS`` (it sheds them then whatever the batcher's
-state), so a flood is refused as it is read instead of being admitted in bursts whose work
-makes the next passes longer still (benchmarks/RESULTS.md, "Faults").
+:class:`LoopPasses` counts the reads each pass of the loop makes; from a pass of more than
+``PASS_MOST_READS`` until two passes of no more than ``PASS_ADMITTED_READS``, the app's
+test is asked with ``loop_behind`` for the reads of a pass past its first
+``PASS_ADMITTED_READS`` (it sheds them then whatever the batcher's state), so a flood is
+refused as it is read instead of being admitted in bursts whose work makes the next passes
+longer still; and the batcher, told the loop is behind, scores what it admits at once
+instead of waiting for company, since every turn of a loop reading hundreds of
+connections a pass costs tens of ms (benchmarks/RESULTS.md, "Faults").
 
 :class:`AdmissionProtocol` is uvicorn's httptools protocol with one decision added when a
 request's headers are complete. It refuses when the request is ``POST /invocations`` with a
@@ -298,20 +301,28 @@ class LoopPasses:
     Under a flood of requests to refuse, each costing ~50 us, passes read hundreds and last
     tens of ms, a wait the batcher never sees. ``read`` is called at each read of a
     connection: the pass's first queues a callback, which runs once the pass's reads are done and
-    records how many there were. The loop is behind while the last two passes each read more
-    than ``most`` times (sustained, unlike the one large pass after a host stall; counted, not
-    timed, since a pass's time also holds whatever ran instead of this process: another
-    worker on the core, the hypervisor); then the first ``admitted`` reads of a pass are
-    still left to the batcher's own test, and the rest are refused. Those admitted keep the
-    app working, and their clients stop sending while they wait: many clients of a closed
-    loop, answered fast when refused and sending again at once, would otherwise keep every
-    pass large and be refused for ever with nothing to score."""
+    records how many there were.
+
+    The loop falls behind after a pass that read more than ``most`` times. While behind, the
+    first ``admitted`` reads of a pass are still left to the batcher's own test and the rest
+    are refused. Those admitted keep the app working, and their clients stop sending while
+    they wait: many clients of a closed loop, answered fast when refused and sending again at
+    once, would otherwise keep every pass large and be refused for ever with nothing to
+    score. The loop catches up after two passes in a row that read no more than
+    ``admitted`` times: the budget refused nothing. Not sooner: refusing is what keeps the
+    passes short, and leaving as soon as one read fewer than ``most`` admitted a whole pass
+    at once, whose work made the next passes long again (503s waited tens of ms, requests
+    admitted in such bursts over 100 ms: benchmarks/RESULTS.md, "Faults"). Counted, not
+    timed: a pass's time also holds whatever ran instead of this process (another worker on
+    the core, the hypervisor). The one large pass after a host stall costs little: the passes
+    after it are small, and two of them end it."""
 
     def __init__(self, most: int, admitted: int) -> None:
         self.most = most
         self.admitted = admitted
         self.reads = 0  # this pass's, so far; 0 between passes
         self.last = self.before_last = 0  # the last two passes'
+        self.behind = False
 
     def read(self, loop: Any) -> bool:
         """Count a read; whether it is past the pass's budget while the loop is behind."""
@@ -319,12 +330,15 @@ class LoopPasses:
         if not reads:
             loop.call_soon(self._ended)
         self.reads = reads = reads + 1
-        most = self.most
-        return reads > self.admitted and self.last > most and self.before_last > most
+        return self.behind and reads > self.admitted
 
     def _ended(self) -> None:
         self.before_last, self.last = self.last, self.reads
         self.reads = 0
+        if self.behind:
+            self.behind = max(self.last, self.before_last) > self.admitted
+        else:
+            self.behind = self.last > self.most
 
 
 _of_app: weakref.WeakKeyDictionary[Any, tuple[LoopPasses, bytes]] = weakref.WeakKeyDictionary()
@@ -339,7 +353,9 @@ def _shared(gate: Any) -> tuple[LoopPasses, bytes]:
         body_head = b'{"error": {"code": "overloaded", "message": %s, "request_id": ' % (
             json.dumps(gate.shed_message()).encode()
         )
-        shared = _of_app[gate] = (LoopPasses(PASS_MOST_READS, PASS_ADMITTED_READS), body_head)
+        passes = LoopPasses(PASS_MOST_READS, PASS_ADMITTED_READS)
+        gate.batcher.loop_behind = lambda: passes.behind
+        shared = _of_app[gate] = (passes, body_head)
     return shared
 
 

@@ -30,11 +30,10 @@ from core.cpus import cpu_count
 from core.feature_names import FEATURE_NAMES
 from serving import codecs, lanes, logs, openapi, transaction_requests, validation
 from serving.batch_limits import batcher_limit
-from serving.batcher import BatchStats, MicroBatcher
+from serving.batcher import BatchStats, MicroBatcher, scores_within
 from serving.capture import DataCapture
 from serving.errors import (
     BadRequest,
-    DeadlineExceeded,
     NotReady,
     Overloaded,
     PayloadTooLarge,
@@ -463,12 +462,9 @@ class FraudApp:
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
     async def _wait(self, queued: asyncio.Future[np.ndarray]) -> np.ndarray:
-        try:
-            return await asyncio.wait_for(queued, self.settings.timeout_s)
-        except TimeoutError as exc:
-            raise DeadlineExceeded(
-                f"not scored within SAGEMAKER_MODEL_SERVER_TIMEOUT={self.settings.timeout_s:g} s"
-            ) from exc
+        return await scores_within(
+            queued, self.settings.timeout_s, "SAGEMAKER_MODEL_SERVER_TIMEOUT"
+        )
 
     async def _transactions(self, doc: dict[str, Any], call: _Call, bulk: bool) -> None:
         """Raw transactions or labels (serving.transactions)."""

@@ -15,7 +15,6 @@ from uvicorn.server import ServerState
 
 from serving.admission import (
     PASS_ADMITTED_READS,
-    PASS_MOST_READS,
     AdmissionProtocol,
     LoopPasses,
 )
@@ -264,28 +263,33 @@ def test_refusals_read_whole_keep_the_connection_until_it_is_quiet_for_the_keep_
     assert asyncio.run(run()) == (True, True)
 
 
-def test_the_loop_is_behind_after_two_passes_each_reading_more_than_the_most() -> None:
-    async def run() -> list[list[bool]]:
+def test_the_loop_falls_behind_after_a_large_pass_and_catches_up_after_two_small() -> None:
+    async def run() -> tuple[list[list[bool]], list[bool]]:
         passes = LoopPasses(most=3, admitted=2)
         loop = asyncio.get_running_loop()
-        seen = []
-        for reads in (4, 1, 4, 4, 5, 9, 4, 1, 4):  # the reads of one pass, then the loop turns
+        seen, behind = [], []
+        for reads in (2, 4, 5, 2, 3, 1, 2, 3, 4, 3):  # one pass's reads; then the loop turns
             seen.append([passes.read(loop) for _ in range(reads)])
             await asyncio.sleep(0)
-        return seen
+            behind.append(passes.behind)
+        return seen, behind
 
-    # past the first two reads of a pass, and only after two large passes in a row
     no, yes = False, True
-    assert asyncio.run(run()) == [
-        [no] * 4,
-        [no],
-        [no] * 4,
+    seen, behind = asyncio.run(run())
+    # behind from a pass of more than three reads until two passes in a row of no more than
+    # two; refused meanwhile: the reads of a pass past its first two
+    assert behind == [no, yes, yes, yes, yes, yes, no, no, yes, yes]
+    assert seen == [
+        [no, no],
         [no] * 4,
         [no, no, yes, yes, yes],
-        [no, no, yes, yes, yes, yes, yes, yes, yes],
-        [no, no, yes, yes],
+        [no, no],
+        [no, no, yes],
         [no],
+        [no, no],
+        [no] * 3,
         [no] * 4,
+        [no, no, yes],
     ]
 
 
@@ -315,7 +319,7 @@ def test_after_large_passes_the_loop_refuses_past_a_passs_first_reads() -> None:
         connections = [connection(app) for _ in range(PASS_ADMITTED_READS + 2)]
         passes = connections[0][0].passes
         assert passes is not None
-        passes.last = passes.before_last = PASS_MOST_READS + 1  # two large passes
+        passes.behind = True  # after two large passes
         for protocol, _ in connections:  # one pass: no turn of the loop between the reads
             protocol.data_received(post(b"{}"))
         for _ in range(20):

@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from serving.batcher import BatchStats, MicroBatcher
+from serving.batcher import BatchStats, MicroBatcher, scores_within
 from serving.errors import DeadlineExceeded, Overloaded
 
 
@@ -265,3 +265,62 @@ def test_once_the_oldest_queued_request_waited_too_long_new_ones_are_refused_at_
         await b.close()
 
     asyncio.run(main())
+
+
+def test_while_the_loop_is_behind_no_request_waits_for_company() -> None:
+    # two clients arriving close together: company is expected, so the second request
+    # queues and the collector waits up to the max delay (10 s here) for more; while the
+    # loop is behind, the first is scored on arrival and a queued one without the wait
+    async def main(behind: bool) -> tuple[bool, bool]:
+        b = MicroBatcher(_double_first_column, max_delay_us=10_000_000)
+        b.loop_behind = lambda: behind
+        b.start()
+        for port in (1, 2):  # two active connections, arrivals microseconds apart
+            b.admit(_rows(0), client=("10.0.0.1", port))
+        scored_on_arrival = b.admit(_rows(3), client=("10.0.0.1", 1)) is not None
+        b._busy = True  # as while a batch is scored: the next request must queue
+        queued = b.enqueue(_rows(4))
+        b._busy = False
+        for _ in range(10):  # a few turns of the loop, far less than the max delay
+            await asyncio.sleep(0)
+        done = queued.done()
+        queued.cancel()
+        b._closing = True
+        assert b._task is not None
+        b._task.cancel()
+        return scored_on_arrival, done
+
+    assert asyncio.run(main(behind=True)) == (True, True)
+    assert asyncio.run(main(behind=False)) == (False, False)
+
+
+def test_a_caller_waits_for_its_scores_no_longer_than_its_timeout() -> None:
+    async def main() -> tuple[list[float], str, bool, bool]:
+        b = MicroBatcher(_double_first_column)
+        b.start()
+        scored = await scores_within(b.enqueue(_rows(3)), 10.0, "A_TIMEOUT")
+        stuck: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
+        with pytest.raises(DeadlineExceeded) as raised:
+            await scores_within(stuck, 0.01, "A_TIMEOUT")
+        timers_left = bool(asyncio.get_running_loop()._scheduled)  # type: ignore[attr-defined]
+        await b.close()
+        return scored.tolist(), str(raised.value), stuck.done(), timers_left
+
+    scores, message, marked_done, timers_left = asyncio.run(main())
+    assert scores == [6.0]
+    assert message == "not scored within A_TIMEOUT=0.01 s"
+    assert marked_done  # the batcher skips a request whose future is done
+    assert not timers_left  # the scored request's timer was cancelled
+
+
+def test_a_caller_resumes_in_the_loop_turn_its_scores_arrive() -> None:
+    # one turn, not two: on a loop reading hundreds of connections a turn, each costs ms
+    async def main() -> bool:
+        queued: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
+        caller = asyncio.ensure_future(scores_within(queued, 10.0, "A_TIMEOUT"))
+        await asyncio.sleep(0)  # the caller now awaits
+        queued.set_result(np.zeros(1, dtype=np.float32))
+        await asyncio.sleep(0)
+        return caller.done()
+
+    assert asyncio.run(main())
