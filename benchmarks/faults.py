@@ -195,12 +195,16 @@ def soak(package: Path, minutes: float, share: float) -> dict[str, Any]:
         per_minute: list[dict[str, Any]] = []
         rss: list[dict[int, float]] = []
         valid_errors = malformed_not_4xx = 0
+        failed_statuses: dict[int, int] = {}
         for minute in range(int(minutes)):
             samples = load.run([(60.0, rate)])
             gc.collect()
             valid = [s for s in samples if not s.malformed]
             bad = [s for s in samples if s.malformed]
-            errors = sum(1 for s in valid if s.status != 200)
+            failed = [s for s in valid if s.status != 200]
+            errors = len(failed)
+            for s in failed:  # 0: the connection was lost
+                failed_statuses[s.status] = failed_statuses.get(s.status, 0) + 1
             not_4xx = sum(1 for s in bad if not 400 <= s.status < 500)
             valid_errors += errors
             malformed_not_4xx += not_4xx
@@ -230,6 +234,7 @@ def soak(package: Path, minutes: float, share: float) -> dict[str, Any]:
         "minutes": minutes,
         "requests": sum(m["requests"] for m in per_minute),
         "valid_errors": valid_errors,
+        "valid_errors_by_status": {str(k): v for k, v in sorted(failed_statuses.items())},
         "malformed_not_4xx": malformed_not_4xx,
         "p99_first_5min_ms": max(m["p99_ms"] for m in first),
         "p99_last_5min_ms": max(m["p99_ms"] for m in last),

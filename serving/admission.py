@@ -38,7 +38,10 @@ the app would (``{"error": {"code": "overloaded", "message", "request_id"}}``, J
 ``fraud_requests{route="/invocations",status="503"}``. Everything else goes to the app as
 before: every other route (``/ping`` answers throughout), chunked bodies, ``Expect:
 100-continue``, upgrades, a request pipelined behind one still in progress (its answer must
-wait its turn; the app sheds it), and draining (the app answers with ``Connection: close``).
+wait its turn; the app sheds it), a client not reading its answers (the transport's buffer
+over its mark: uvicorn holds the app's answer until it drains, where a refusal written here
+would grow the buffer by each request the client sends), and draining (the app answers with
+``Connection: close``).
 
 Keep-alive and pipelining hold: the answer is written before the parser reads on past the
 refused body, so answers keep the requests' order; HTTP/1.0 or ``Connection: close`` closes
@@ -184,7 +187,8 @@ class AdmissionProtocol(HttpToolsProtocol):
         ):
             return False
         keep_alive = probe.keep_alive
-        self.transport.write(self._refusal(probe.request_id, probe.version, keep_alive))
+        answer = self._refusal(probe.url, probe.request_id, probe.version, keep_alive)
+        self.transport.write(answer)
         self.server_state.total_requests += 1
         if not keep_alive:
             self.probe = None  # a parser ignores what follows a last request
@@ -200,8 +204,10 @@ class AdmissionProtocol(HttpToolsProtocol):
     def _refuses(self) -> bool:
         """Decide for a request to ``/invocations`` whose headers just arrived; when refused,
         hold its answer until its body has been skipped."""
-        if (self.cycle is not None and not self.cycle.response_complete) or (
-            self.expect_100_continue
+        if (
+            (self.cycle is not None and not self.cycle.response_complete)
+            or self.expect_100_continue
+            or self.flow.write_paused
         ):
             return False
         parser = self.parser
@@ -222,18 +228,19 @@ class AdmissionProtocol(HttpToolsProtocol):
         version = parser.get_http_version()
         keep_alive = version != "1.0" and parser.should_keep_alive()
         self.refusal_keep_alive = keep_alive
-        self.refusal = self._refusal(request_id, version, keep_alive)
+        self.refusal = self._refusal(self.url, request_id, version, keep_alive)
         return True
 
-    def _refusal(self, sent_id: bytes, version: str, keep_alive: bool) -> bytes:
-        """The app's 503 Overloaded answer as bytes on the wire, counted and logged as the
-        app's own."""
+    def _refusal(self, url: bytes, sent_id: bytes, version: str, keep_alive: bool) -> bytes:
+        """The app's 503 Overloaded answer to ``url`` (the request target as sent) as bytes on
+        the wire, counted and logged as the app's own."""
         gate = self.gate
         assert gate is not None
         gate.metrics.requests.inc(SHED)
         if self.access_log:
             client = f"{self.client[0]}:{self.client[1]}" if self.client else ""
-            self.access_logger.info('%s - "POST /invocations HTTP/%s" 503', client, version)
+            target = url.decode("latin-1")  # uvicorn's line: the path and its query
+            self.access_logger.info('%s - "POST %s HTTP/%s" 503', client, target, version)
         if sent_id:  # as the app reads it: latin-1 in, JSON string in the body, UTF-8 header
             text = sent_id.decode("latin-1")
             request_id, quoted = text.encode(), json.dumps(text).encode()

@@ -166,10 +166,10 @@ class MicroBatcher:
         ):
             return None
         # fast path: a small request with no company expected (one active client, or
-        # arrivals further apart than the max delay), or on a loop that is behind, scores at once,
-        # without a trip through the collector. Each step of that trip (the collector woken,
-        # its wait for company, the caller woken) waits for the loop's next pass: a few us
-        # on an idle loop, tens of ms on a loop reading hundreds of connections a pass
+        # arrivals further apart than the max delay), or any while the loop is behind, scores
+        # at once, without a trip through the collector. Each step of that trip (the
+        # collector woken, its wait for company, the caller woken) waits for the loop's next
+        # pass: a few us on an idle loop, tens of ms on one reading hundreds of connections
         self._busy = True
         try:
             scores = self._score(x)

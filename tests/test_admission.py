@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
 import uvicorn
 from uvicorn.server import ServerState
 
@@ -319,7 +321,8 @@ def test_after_large_passes_the_loop_refuses_past_a_passs_first_reads() -> None:
         connections = [connection(app) for _ in range(PASS_ADMITTED_READS + 2)]
         passes = connections[0][0].passes
         assert passes is not None
-        passes.behind = True  # after two large passes
+        passes.behind = True  # after a large pass
+        assert app.batcher.loop_behind()  # the batcher is told: it scores admitted ones at once
         for protocol, _ in connections:  # one pass: no turn of the loop between the reads
             protocol.data_received(post(b"{}"))
         for _ in range(20):
@@ -333,15 +336,47 @@ def test_after_large_passes_the_loop_refuses_past_a_passs_first_reads() -> None:
     assert asyncio.run(run()) == [200] * PASS_ADMITTED_READS + [503, 503]
 
 
-def test_a_client_not_reading_its_answers_gets_the_parsers_pace() -> None:
-    # while the transport's buffer is over its mark, a read is not refused whole: it goes to
-    # uvicorn's parser, as every read did before
-    async def run() -> Any:
+def test_a_client_not_reading_its_answers_gets_the_apps_pace() -> None:
+    # while the transport's buffer is over its mark, nothing is refused here: a request goes
+    # to uvicorn's parser and the app, whose answer waits for the buffer to drain
+    request = post(b"{}")
+
+    async def run(reads: list[bytes]) -> tuple[bool, bytes, list[int]]:
         protocol, transport = connection(SheddingApp())
         protocol.pause_writing()
-        protocol.data_received(post(b"{}"))
-        scope = protocol.scope
+        for data in reads:
+            protocol.data_received(data)
+        parsed = protocol.scope is not None  # uvicorn's, made when its parser begins one
+        for _ in range(20):
+            await asyncio.sleep(0)
+        written_while_paused = bytes(transport.out)
+        protocol.resume_writing()
+        for _ in range(20):
+            await asyncio.sleep(0)
         protocol.connection_lost(None)
-        return scope
+        answers = parse_responses(bytes(transport.out))[0]
+        return parsed, written_while_paused, [status for status, _, _ in answers]
 
-    assert asyncio.run(run()) is not None
+    assert asyncio.run(run([request])) == (True, b"", [503])  # whole
+    assert asyncio.run(run([request[:20], request[20:]])) == (True, b"", [503])  # in parts
+
+
+def test_a_refusal_is_logged_with_its_target_as_uvicorn_logs_a_request(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    request = post(b"{}", target=b"/invocations?from=terminal-7")
+
+    async def run() -> list[int]:
+        protocol, transport = connection(SheddingApp(), access_log=True)
+        protocol.data_received(request)  # whole: read by the probe
+        protocol.data_received(request[:20])  # in two reads: uvicorn's parser
+        protocol.data_received(request[20:])
+        protocol.connection_lost(None)
+        return [status for status, _, _ in parse_responses(bytes(transport.out))[0]]
+
+    with caplog.at_level(logging.INFO, logger="uvicorn.access"):
+        assert asyncio.run(run()) == [503, 503]
+    lines = [r.getMessage() for r in caplog.records if r.name == "uvicorn.access"]
+    assert [line.split(" - ", 1)[1] for line in lines] == [
+        '"POST /invocations?from=terminal-7 HTTP/1.1" 503'
+    ] * 2
