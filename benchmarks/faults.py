@@ -46,6 +46,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -195,16 +196,15 @@ def soak(package: Path, minutes: float, share: float) -> dict[str, Any]:
         per_minute: list[dict[str, Any]] = []
         rss: list[dict[int, float]] = []
         valid_errors = malformed_not_4xx = 0
-        failed_statuses: dict[int, int] = {}
+        failed_statuses: Counter[int] = Counter()  # 0: the connection was lost
         for minute in range(int(minutes)):
             samples = load.run([(60.0, rate)])
             gc.collect()
             valid = [s for s in samples if not s.malformed]
             bad = [s for s in samples if s.malformed]
-            failed = [s for s in valid if s.status != 200]
+            failed = [s.status for s in valid if s.status != 200]
             errors = len(failed)
-            for s in failed:  # 0: the connection was lost
-                failed_statuses[s.status] = failed_statuses.get(s.status, 0) + 1
+            failed_statuses.update(failed)
             not_4xx = sum(1 for s in bad if not 400 <= s.status < 500)
             valid_errors += errors
             malformed_not_4xx += not_4xx
